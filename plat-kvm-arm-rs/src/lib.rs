@@ -14,4 +14,5 @@ pub mod console;
 pub mod fdt;
 pub mod memregion;
 pub mod mmio;
+pub mod pagetable;
 pub mod psci;
