@@ -28,3 +28,120 @@ pub struct UartDesc {
     /// `clock-frequency` in Hz, if the node gives one.
     pub clock_hz: Option<u32>,
 }
+
+/// Why a UART register block cannot be used as described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The descriptor names a different UART model than the driver asked for.
+    Kind,
+    /// `reg-io-width` other than 1 or 4.
+    IoWidth(u8),
+    /// `reg-shift` beyond anything a real binding uses.
+    RegShift(u8),
+    /// Registers would not be naturally aligned (base, or 4-byte registers packed
+    /// closer than 4 bytes).
+    Misaligned,
+    /// The `reg` size does not cover all the registers the driver touches.
+    TooSmall,
+    /// The block does not fit the address space.
+    Address,
+}
+
+/// The console UART, whichever model the device tree described.
+///
+/// Generic over the register backends so host tests can dispatch to fakes; on the
+/// guest the defaults (device memory) apply.
+#[derive(Debug)]
+pub enum Console<N = ns16550::Mmio16550, P = pl011::Pl011Mmio> {
+    /// A 16550A.
+    Ns16550(ns16550::Ns16550<N>),
+    /// A PL011.
+    Pl011(pl011::Pl011<P>),
+}
+
+impl Console {
+    /// Picks the driver for `desc.kind` over device memory at `desc.base`, without
+    /// touching the hardware. `crlf` turns `\n` into `\r\n` on output.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the register layout in `desc` is unusable.
+    ///
+    /// # Safety
+    ///
+    /// `desc` must describe a mapped UART register block that stays mapped, and is
+    /// driven only through this console, for as long as it is used (see
+    /// [`crate::mmio::MmioRegion::new`]).
+    pub unsafe fn from_desc(desc: &UartDesc, crlf: bool) -> Result<Self, ConfigError> {
+        Ok(match desc.kind {
+            UartKind::Ns16550 => {
+                // SAFETY: forwarded to our caller.
+                let io = unsafe { ns16550::Mmio16550::from_desc(desc) }?;
+                Self::Ns16550(ns16550::Ns16550::new(io, crlf))
+            }
+            UartKind::Pl011 => {
+                // SAFETY: forwarded to our caller.
+                let io = unsafe { pl011::Pl011Mmio::from_desc(desc) }?;
+                Self::Pl011(pl011::Pl011::new(io, crlf))
+            }
+        })
+    }
+}
+
+impl<N: ns16550::Uart16550Io, P: pl011::Pl011Io> Console<N, P> {
+    /// Which model is behind the console.
+    pub const fn kind(&self) -> UartKind {
+        match self {
+            Self::Ns16550(_) => UartKind::Ns16550,
+            Self::Pl011(_) => UartKind::Pl011,
+        }
+    }
+
+    /// Programs the UART for 115200 8N1 with FIFOs (the divisor only if `clock_hz` is
+    /// known).
+    pub fn init(&mut self, clock_hz: Option<u32>) {
+        match self {
+            Self::Ns16550(u) => u.init(clock_hz),
+            Self::Pl011(u) => u.init(clock_hz),
+        }
+    }
+
+    /// Sends `buf`; returns how many of its bytes went out (short if the UART stalls).
+    pub fn write(&mut self, buf: &[u8]) -> usize {
+        match self {
+            Self::Ns16550(u) => u.write(buf),
+            Self::Pl011(u) => u.write(buf),
+        }
+    }
+
+    /// Returns a received byte, if one is waiting.
+    pub fn getc(&mut self) -> Option<u8> {
+        match self {
+            Self::Ns16550(u) => u.getc(),
+            Self::Pl011(u) => u.getc(),
+        }
+    }
+}
+
+impl<N: ns16550::Uart16550Io, P: pl011::Pl011Io> core::fmt::Write for Console<N, P> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.write(s.as_bytes()) == s.len() {
+            Ok(())
+        } else {
+            Err(core::fmt::Error)
+        }
+    }
+}
+
+/// The driver for a node's `compatible` list (most specific first), as hermit's
+/// loader picks its console: the first entry this crate has a driver for wins.
+pub fn uart_kind_from_compatible<'a>(
+    compatible: impl IntoIterator<Item = &'a str>,
+) -> Option<UartKind> {
+    compatible.into_iter().find_map(|c| match c {
+        // A plain "ns16550" may lack a working FIFO; `Ns16550::init` probes for it.
+        "ns16550a" | "ns16550" => Some(UartKind::Ns16550),
+        "arm,pl011" => Some(UartKind::Pl011),
+        _ => None,
+    })
+}
