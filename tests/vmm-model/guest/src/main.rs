@@ -1,0 +1,381 @@
+//! A bare-metal test guest for the kvmtool machine model. The case to run is
+//! chosen by `test=NAME` in /chosen/bootargs; see README.md.
+
+#![no_std]
+#![no_main]
+
+#[path = "../../common/fdt_read.rs"]
+#[allow(dead_code)]
+mod fdt_read;
+mod rsi;
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+core::arch::global_asm!(
+    r#"
+.section .text.head, "ax"
+.global _start
+_start:
+    b 1f                        // code0
+    .word 0                     // code1
+    .quad 0                     // text_offset
+    .quad __image_size          // image_size (linker)
+    .quad 0xa                   // flags: LE, 4K pages, anywhere
+    .quad 0, 0, 0               // res2..res4
+    .ascii "ARM\x64"            // magic
+    .word 0                     // res5
+1:  mov x19, x0
+    adrp x1, __stack_top
+    add x1, x1, :lo12:__stack_top
+    mov sp, x1
+    mov x0, x19
+    bl guest_main
+2:  wfe
+    b 2b
+
+.global secondary_start
+secondary_start:
+    adrp x1, __stack2_top
+    add x1, x1, :lo12:__stack2_top
+    mov sp, x1
+    bl guest_secondary
+3:  wfe
+    b 3b
+
+.balign 2048
+.global guest_vectors
+guest_vectors:
+    .rept 16
+    .balign 0x80
+    mrs x0, esr_el1
+    mrs x1, elr_el1
+    mrs x2, far_el1
+    adrp x3, __stack_top
+    add x3, x3, :lo12:__stack_top
+    mov sp, x3
+    bl guest_exception
+    .endr
+"#
+);
+
+unsafe extern "C" {
+    fn secondary_start();
+    static guest_vectors: u8;
+    static __bss_start: u8;
+    static __bss_end: u8;
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+static UART: AtomicU64 = AtomicU64::new(0x0100_0000);
+static SMC_CONDUIT: AtomicBool = AtomicBool::new(false);
+
+fn mmio_w8(addr: u64, v: u8) {
+    // SAFETY: a single strb to a device register (valid ISV syndrome).
+    unsafe { core::arch::asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v as u32, options(nostack)) };
+}
+fn mmio_r8(addr: u64) -> u8 {
+    let v: u32;
+    // SAFETY: a single ldrb from a device register.
+    unsafe { core::arch::asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    v as u8
+}
+fn mmio_r32(addr: u64) -> u32 {
+    let v: u32;
+    // SAFETY: a single 32-bit ldr from a device register.
+    unsafe { core::arch::asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    v
+}
+
+fn putc(c: u8) {
+    let base = UART.load(Ordering::Relaxed);
+    while mmio_r8(base + 5) & 0x20 == 0 {}
+    mmio_w8(base, c);
+}
+
+pub struct Out;
+impl Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                putc(b'\r');
+            }
+            putc(b);
+        }
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($a:tt)*) => { let _ = core::fmt::Write::write_fmt(&mut $crate::Out, format_args!($($a)*)); let _ = core::fmt::Write::write_str(&mut $crate::Out, "\n"); };
+}
+pub(crate) use say;
+
+/// An SMCCC call through HVC or SMC; returns x0..x3.
+pub fn smccc(smc: bool, a: [u64; 4]) -> [u64; 4] {
+    let (r0, r1, r2, r3): (u64, u64, u64, u64);
+    // SAFETY: SMCCC calls to the hypervisor; x4-x17 may be clobbered.
+    unsafe {
+        if smc {
+            core::arch::asm!("smc #0", inout("x0") a[0] => r0, inout("x1") a[1] => r1, inout("x2") a[2] => r2,
+                inout("x3") a[3] => r3, out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _,
+                out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                out("x15") _, out("x16") _, out("x17") _, options(nostack));
+        } else {
+            core::arch::asm!("hvc #0", inout("x0") a[0] => r0, inout("x1") a[1] => r1, inout("x2") a[2] => r2,
+                inout("x3") a[3] => r3, out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _,
+                out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                out("x15") _, out("x16") _, out("x17") _, options(nostack));
+        }
+    }
+    [r0, r1, r2, r3]
+}
+
+fn psci(fid: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    smccc(SMC_CONDUIT.load(Ordering::Relaxed), [fid, a1, a2, a3])[0]
+}
+
+fn system_off() -> ! {
+    psci(0x8400_0008, 0, 0, 0);
+    say!("guest: SYSTEM_OFF returned!");
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+static FAILS: AtomicU64 = AtomicU64::new(0);
+pub fn check(what: &str, ok: bool) {
+    if ok {
+        say!("guest: ok   {}", what);
+    } else {
+        FAILS.fetch_add(1, Ordering::Relaxed);
+        say!("guest: FAIL {}", what);
+    }
+}
+
+fn finish() -> ! {
+    let f = FAILS.load(Ordering::Relaxed);
+    if f == 0 {
+        say!("guest: ALL CHECKS PASSED");
+    } else {
+        say!("guest: {} CHECK(S) FAILED", f);
+        // SYSTEM_RESET signals failure to the test script.
+        psci(0x8400_0009, 0, 0, 0);
+    }
+    system_off()
+}
+
+macro_rules! sysreg {
+    ($r:literal) => {{
+        let v: u64;
+        // SAFETY: reading a system register.
+        unsafe { core::arch::asm!(concat!("mrs {}, ", $r), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+fn set_vbar() {
+    // SAFETY: installs this image's exception vectors.
+    unsafe {
+        let v = &raw const guest_vectors as u64;
+        core::arch::asm!("msr vbar_el1, {}", "isb", in(reg) v, options(nostack));
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_exception(esr: u64, elr: u64, far: u64) -> ! {
+    say!("guest: EXCEPTION esr={:#x} elr={:#x} far={:#x}", esr, elr, far);
+    EXPECTED_EXC.store(true, Ordering::Relaxed);
+    system_off()
+}
+static EXPECTED_EXC: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    say!("guest: PANIC {}", info);
+    psci(0x8400_0009, 0, 0, 0);
+    loop {}
+}
+
+fn bss_range() -> (u64, u64) {
+    (&raw const __bss_start as u64, &raw const __bss_end as u64)
+}
+
+fn zero_bss() {
+    let (s, e) = bss_range();
+    let mut p = s;
+    while p < e {
+        // SAFETY: .bss belongs to this image and is not yet in use.
+        unsafe { core::ptr::write_volatile(p as *mut u64, 0) };
+        p += 8;
+    }
+}
+
+fn bootarg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split(' ').find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_main(dtb: u64) -> ! {
+    // SAFETY: x0 holds the DTB address kvmtool's rule gives.
+    let fdt = unsafe { fdt_read::Fdt::from_addr(dtb as usize) };
+    let method = fdt.as_ref().and_then(|f| f.prop_str("/psci", "method")).unwrap_or("hvc");
+    let realm = method == "smc";
+    SMC_CONDUIT.store(realm, Ordering::Relaxed);
+    let cmdline = fdt.as_ref().and_then(|f| f.prop_str("/chosen", "bootargs")).unwrap_or("");
+    let test = bootarg(cmdline, "test").unwrap_or(if realm { "realm" } else { "hello" });
+
+    if realm {
+        // Nothing outside the loaded image may be touched before RIPAS is set.
+        rsi::realm_boot(dtb, fdt.as_ref(), test);
+    }
+    zero_bss();
+    set_vbar_if(test);
+    say!("guest: hello from the test guest (test={}, dtb={:#x})", test, dtb);
+    match test {
+        "hello" => normal_checks(dtb, fdt.as_ref()),
+        "reset" => {
+            psci(0x8400_0009, 0, 0, 0);
+            say!("guest: SYSTEM_RESET returned!");
+            loop {}
+        }
+        "stp" => {
+            let base = UART.load(Ordering::Relaxed);
+            say!("guest: storing a pair to the UART (no syndrome)");
+            // SAFETY: deliberately an stp to device memory (ISV = 0).
+            unsafe { core::arch::asm!("stp xzr, xzr, [{}]", in(reg) base, options(nostack)) };
+            say!("guest: the stp went through!");
+            system_off()
+        }
+        "hang" => {
+            say!("guest: spinning forever");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        "wfi" => {
+            say!("guest: waiting for an interrupt that never comes");
+            loop {
+                // SAFETY: wait with interrupts masked.
+                unsafe { core::arch::asm!("wfi") };
+            }
+        }
+        "escape" => {
+            say!("guest: jumping to an IPA with no RAM");
+            // SAFETY: deliberately branches out of RAM.
+            unsafe { core::arch::asm!("br {}", in(reg) 0x1000_0000u64, options(noreturn)) };
+        }
+        "smp" => smp_test(),
+        "exception" => {
+            // no VBAR set: the guest takes an exception to VBAR 0
+            // SAFETY: deliberately undefined.
+            unsafe { core::arch::asm!("udf #0") };
+            loop {}
+        }
+        _ => rsi::realm_tests(test),
+    }
+}
+
+fn set_vbar_if(test: &str) {
+    if test != "exception" {
+        set_vbar();
+    }
+}
+
+fn normal_checks(dtb: u64, fdt: Option<&fdt_read::Fdt>) -> ! {
+    let el = (sysreg!("CurrentEL") >> 2) & 3;
+    check("entered at EL1", el == 1);
+    check("DAIF masked at entry", sysreg!("daif") == 0x3c0);
+    let sctlr = sysreg!("sctlr_el1");
+    check("SCTLR_EL1 M=C=I=0", sctlr & ((1 << 0) | (1 << 2) | (1 << 12)) == 0);
+    check("CPACR_EL1 = 0", sysreg!("cpacr_el1") == 0);
+    check("x0 = DTB, 2 MiB aligned", dtb % (2 << 20) == 0 && fdt.is_some());
+    if let Some(f) = fdt {
+        let mem = f.prop("/memory", "reg").and_then(|r| fdt_read::cell64(r, 1)).unwrap_or(0);
+        let expect = 0x8000_0000 + mem.min(256 << 20) - (2 << 20);
+        check("DTB at kvmtool's slot", dtb == expect);
+        check("stdout-path = serial0", f.prop_str("/chosen", "stdout-path") == Some("serial0"));
+    }
+    // 16550 registers
+    let b = UART.load(Ordering::Relaxed);
+    check("LSR THRE|TEMT", mmio_r8(b + 5) & 0x60 == 0x60);
+    mmio_w8(b + 7, 0x5a);
+    check("SCR holds a value", mmio_r8(b + 7) == 0x5a);
+    mmio_w8(b + 3, 0x83); // DLAB, 8N1
+    mmio_w8(b, 0x01);
+    mmio_w8(b + 1, 0x00);
+    let dl = mmio_r8(b) == 1 && mmio_r8(b + 1) == 0;
+    mmio_w8(b + 3, 0x03);
+    check("divisor latch", dl);
+    check("LCR readback", mmio_r8(b + 3) == 0x03);
+    check("IIR no interrupt", mmio_r8(b + 2) & 0x0f == 0x01);
+    // timers and GIC
+    let t0 = sysreg!("cntvct_el0");
+    let t1 = sysreg!("cntpct_el0");
+    check("virtual and physical counters readable", t0 != 0 && t1 != 0);
+    let typer = mmio_r32(0x3fff_0000 + 4);
+    check("GICD_TYPER readable at 0x3fff0004", typer != 0 && typer != u32::MAX);
+    // SAFETY: enable the ICC system-register interface at EL1.
+    unsafe { core::arch::asm!("mrs x9, icc_sre_el1", "orr x9, x9, #1", "msr icc_sre_el1, x9", "isb", out("x9") _) };
+    check("ICC_SRE_EL1.SRE set", sysreg!("icc_sre_el1") & 1 == 1);
+    let ver = psci(0x8400_0000, 0, 0, 0);
+    check("PSCI_VERSION >= 0.2", ver >= 2);
+    check("PSCI_FEATURES(CPU_ON)", psci(0x8400_000a, 0xc400_0003, 0, 0) == 0);
+    check("PSCI_FEATURES(unknown) = NOT_SUPPORTED", psci(0x8400_000a, 0x8400_00ff, 0, 0) == u64::MAX);
+    check("AFFINITY_INFO(0) = ON", psci(0xc400_0004, 0, 0, 0) == 0);
+    finish()
+}
+
+static SECONDARY_RAN: AtomicU64 = AtomicU64::new(0);
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_secondary(ctx: u64) -> ! {
+    let mpidr = sysreg!("mpidr_el1");
+    say!("guest: secondary vCPU up, mpidr={:#x} ctx={:#x}", mpidr, ctx);
+    SECONDARY_RAN.store(ctx, Ordering::SeqCst);
+    psci(0x8400_0002, 0, 0, 0); // CPU_OFF
+    say!("guest: CPU_OFF returned!");
+    loop {}
+}
+
+fn smp_test() -> ! {
+    let r = psci(0xc400_0003, 1, secondary_start as *const () as u64, 0x1234);
+    check("CPU_ON(1) = SUCCESS", r == 0);
+    check("CPU_ON(1) again = ALREADY_ON or ON_PENDING", {
+        let r2 = psci(0xc400_0003, 1, secondary_start as *const () as u64, 0) as i64;
+        r2 == -4 || r2 == -5
+    });
+    check("CPU_ON(7) = INVALID_PARAMETERS", psci(0xc400_0003, 7, 0, 0) as i64 == -2);
+    let mut n = 0u64;
+    while SECONDARY_RAN.load(Ordering::SeqCst) != 0x1234 && n < 100_000_000 {
+        n += 1;
+        core::hint::spin_loop();
+    }
+    check("secondary ran with its context id", SECONDARY_RAN.load(Ordering::SeqCst) == 0x1234);
+    let mut off = false;
+    for _ in 0..10_000_000 {
+        if psci(0xc400_0004, 1, 0, 0) == 1 {
+            off = true;
+            break;
+        }
+    }
+    check("AFFINITY_INFO(1) = OFF after CPU_OFF", off);
+    finish()
+}
+
+pub fn image_range() -> (u64, u64) {
+    (&raw const __image_start as u64, &raw const __image_end as u64)
+}
+
+pub fn set_uart(base: u64) {
+    UART.store(base, Ordering::Relaxed);
+}
+
+pub fn finish_pub() -> ! {
+    finish()
+}
+
+pub fn expected_exception() -> bool {
+    EXPECTED_EXC.load(Ordering::Relaxed)
+}

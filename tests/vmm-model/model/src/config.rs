@@ -1,0 +1,176 @@
+//! Run parameters, passed by the runner as QEMU's `-append` string, which QEMU
+//! stores in /chosen/bootargs of the DTB it hands to the model.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Misbehave {
+    None,
+    /// IPA_STATE_SET: the host rejects every RIPAS change to RAM.
+    RipasReject,
+    /// IPA_STATE_SET: the host changes one granule per call.
+    RipasOneGranule,
+    /// The DTB /memory claims more RAM than exists (beyond the IPA space).
+    DtbMemBeyondIpa,
+    /// The DTB is placed on top of the kernel image.
+    DtbOverlapImage,
+    /// IPA_STATE_SET: the host reports progress beyond `top` (a lie the
+    /// guest must catch).
+    RipasBadNext,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InitRipas {
+    All,
+    Image,
+}
+
+pub struct Config {
+    pub realm: bool,
+    pub mem_mib: u64,
+    pub cpus: usize,
+    pub img_addr: u64,
+    pub img_size: u64,
+    pub ripas: InitRipas,
+    pub misbehave: Misbehave,
+    pub timeout_s: u64,
+    pub ipa_bits: u32,
+    cmdline: [u8; 1024],
+    cmdline_len: usize,
+    pub dump: [u8; 256],
+    pub dump_len: usize,
+    pub rpv: [u8; 64],
+}
+
+fn parse_num(s: &str) -> Option<u64> {
+    if let Some(h) = s.strip_prefix("0x") {
+        u64::from_str_radix(h, 16).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+fn unhex(s: &str, out: &mut [u8]) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 || b.len() / 2 > out.len() {
+        return None;
+    }
+    let d = |c: u8| (c as char).to_digit(16);
+    for i in 0..b.len() / 2 {
+        out[i] = (d(b[2 * i])? * 16 + d(b[2 * i + 1])?) as u8;
+    }
+    Some(b.len() / 2)
+}
+
+impl Config {
+    pub fn parse(args: &str) -> Result<Config, &'static str> {
+        let mut c = Config {
+            realm: false,
+            mem_mib: 64,
+            cpus: 1,
+            img_addr: 0,
+            img_size: 0,
+            ripas: InitRipas::All,
+            misbehave: Misbehave::None,
+            timeout_s: 0,
+            ipa_bits: 0,
+            cmdline: [0; 1024],
+            cmdline_len: 0,
+            dump: [0; 256],
+            dump_len: 0,
+            rpv: [0; 64],
+        };
+        let mut have_cmdline = false;
+        for tok in args.split(' ').filter(|t| !t.is_empty()) {
+            let (k, v) = tok.split_once('=').ok_or("option without '='")?;
+            match k {
+                "mode" => {
+                    c.realm = match v {
+                        "normal" => false,
+                        "realm" => true,
+                        _ => return Err("mode must be normal or realm"),
+                    }
+                }
+                "mem" => c.mem_mib = parse_num(v).ok_or("bad mem")?,
+                "cpus" => c.cpus = parse_num(v).ok_or("bad cpus")? as usize,
+                "img" => {
+                    let (a, s) = v.split_once(':').ok_or("img=ADDR:SIZE")?;
+                    c.img_addr = parse_num(a).ok_or("bad img addr")?;
+                    c.img_size = parse_num(s).ok_or("bad img size")?;
+                }
+                "cmdline" => {
+                    c.cmdline_len = unhex(v, &mut c.cmdline).ok_or("bad cmdline hex")?;
+                    have_cmdline = true;
+                }
+                "dump" => c.dump_len = unhex(v, &mut c.dump).ok_or("bad dump path hex")?,
+                "rpv" => {
+                    unhex(v, &mut c.rpv).ok_or("bad rpv hex")?;
+                }
+                "ripas" => {
+                    c.ripas = match v {
+                        "all" => InitRipas::All,
+                        "image" => InitRipas::Image,
+                        _ => return Err("ripas must be all or image"),
+                    }
+                }
+                "misbehave" => {
+                    c.misbehave = match v {
+                        "none" => Misbehave::None,
+                        "ripas-reject" => Misbehave::RipasReject,
+                        "ripas-one-granule" => Misbehave::RipasOneGranule,
+                        "ripas-bad-next" => Misbehave::RipasBadNext,
+                        "dtb-mem-beyond-ipa" => Misbehave::DtbMemBeyondIpa,
+                        "dtb-overlap-image" => Misbehave::DtbOverlapImage,
+                        _ => return Err("unknown misbehave"),
+                    }
+                }
+                "timeout" => c.timeout_s = parse_num(v).ok_or("bad timeout")?,
+                "ipa" => c.ipa_bits = parse_num(v).ok_or("bad ipa")? as u32,
+                _ => return Err("unknown option"),
+            }
+        }
+        if !have_cmdline {
+            c.cmdline_len = usize::MAX;
+        }
+        if !(16..=crate::layout::MAX_MEM_MIB).contains(&c.mem_mib) {
+            return Err("mem out of range");
+        }
+        if c.cpus == 0 || c.cpus > crate::MAX_CPUS {
+            return Err("cpus out of range");
+        }
+        if c.img_size == 0 {
+            return Err("no image");
+        }
+        // IPA size as KVM computes it (max(32, fls(RAM end - 1))); a realm
+        // adds the shared bit on top (kvmtool-cca).
+        let end = crate::layout::RAM_IPA + c.mem_bytes() - 1;
+        let fls = 64 - end.leading_zeros();
+        let base_bits = fls.max(32);
+        let want = if c.realm { base_bits + 1 } else { base_bits };
+        if c.ipa_bits == 0 {
+            c.ipa_bits = want;
+        } else if c.ipa_bits < want || c.ipa_bits > 39 {
+            return Err("ipa width too small for RAM or above 39");
+        }
+        Ok(c)
+    }
+
+    pub fn mem_bytes(&self) -> u64 {
+        self.mem_mib << 20
+    }
+
+    pub fn cmdline(&self) -> Option<&str> {
+        if self.cmdline_len == usize::MAX {
+            None
+        } else {
+            core::str::from_utf8(&self.cmdline[..self.cmdline_len]).ok()
+        }
+    }
+
+    pub fn dump_path(&self) -> Option<&[u8]> {
+        if self.dump_len == 0 { None } else { Some(&self.dump[..self.dump_len]) }
+    }
+
+    /// The unprotected-alias bit in realm mode.
+    pub fn shared_bit(&self) -> u64 {
+        if self.realm { 1 << (self.ipa_bits - 1) } else { 0 }
+    }
+}
