@@ -665,30 +665,29 @@ mod tests {
     fn split_keeps_old_mapping() {
         let mut p = pool(8);
         let mut b = builder(&mut p);
-        b.map(0x4000_0000, 0x4000_0000, L1_BLOCK_SIZE, MemAttr::NormalRw)
-            .unwrap();
+        let old = MemAttr::NormalRwx;
+        b.map(0x4000_0000, 0x4000_0000, L1_BLOCK_SIZE, old).unwrap();
         b.map(0x4020_1000, 0x4020_1000, PAGE_SIZE, MemAttr::NormalRx)
             .unwrap();
         assert_eq!(b.tables_used(), 4);
-        assert_eq!(
-            b.translate(0x4020_0fff),
-            Some((0x4020_0fff, MemAttr::NormalRw))
-        );
+        assert_eq!(b.translate(0x4020_0fff), Some((0x4020_0fff, old)));
         assert_eq!(
             b.translate(0x4020_1000),
             Some((0x4020_1000, MemAttr::NormalRx))
         );
-        assert_eq!(
-            b.translate(0x4020_2000),
-            Some((0x4020_2000, MemAttr::NormalRw))
-        );
+        assert_eq!(b.translate(0x4020_2000), Some((0x4020_2000, old)));
+        assert_eq!(b.translate(0x7fff_ffff), Some((0x7fff_ffff, old)));
         assert_eq!(b.leaf(0x4000_0000).unwrap().level, 2);
         assert_eq!(b.leaf(0x7fe0_0000).unwrap().level, 2);
         // Same mapping again: nothing to split, no table taken.
-        b.map(0x4040_0000, 0x4040_0000, PAGE_SIZE, MemAttr::NormalRw)
-            .unwrap();
+        b.map(0x4040_0000, 0x4040_0000, PAGE_SIZE, old).unwrap();
         assert_eq!(b.tables_used(), 4);
         assert_eq!(b.leaf(0x4040_0000).unwrap().level, 2);
+        // Same attributes but another output address: split.
+        b.map(0x4060_0000, 0x9000_0000, PAGE_SIZE, old).unwrap();
+        assert_eq!(b.tables_used(), 5);
+        assert_eq!(b.translate(0x4060_0000), Some((0x9000_0000, old)));
+        assert_eq!(b.translate(0x4060_1000), Some((0x4060_1000, old)));
     }
 
     #[test]
