@@ -230,6 +230,11 @@ pub const fn pa_bits(pa_range_field: u64) -> u32 {
 /// disabled TTBR1), 4 KiB granule, EPD1 (no TTBR1 walks), 16-bit ASIDs. Unlike
 /// Unikraft, IPS comes from `pa_range_field` (`ID_AA64MMFR0_EL1` or its PARange field)
 /// capped at 48 bits, instead of being fixed at 48.
+///
+/// Caveat: with `CONFIG_UKDEBUG`, Unikraft's `pgarch_init()` crashes unless IPS
+/// encodes 48 bits. Where that check must pass on a PE with a smaller PARange, use
+/// `tcr_el1(5)`: the Arm ARM treats an IPS above the implemented PA size as the
+/// implemented size.
 pub const fn tcr_el1(pa_range_field: u64) -> u64 {
     const T0SZ: u64 = 64 - VA_BITS as u64;
     const IRGN0_WBWA: u64 = 1 << 8;
@@ -619,6 +624,14 @@ mod tests {
                 Some(a)
             );
         }
+    }
+
+    #[test]
+    fn static_pool_initialiser() {
+        // The form a `.bss` pool takes; `Table` is not `Copy`.
+        let p: [Table; 2] = [Table::ZERO; 2];
+        assert_eq!(core::mem::align_of_val(&p), 4096);
+        assert!(p.iter().all(|t| t.0.iter().all(|&d| d == 0)));
     }
 
     #[test]
