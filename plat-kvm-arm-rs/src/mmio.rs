@@ -243,6 +243,65 @@ impl MmioRegion {
     }
 }
 
+/// Byte-offset access to a block of registers.
+///
+/// Drivers whose register layout varies (the 16550's `reg-shift`/`reg-io-width`)
+/// compute offsets and go through this trait, so the same layout code runs on
+/// [`MmioRegion`] on the guest and on a device model in host tests.
+pub trait RegisterBus {
+    /// Length of the block in bytes.
+    fn size(&self) -> usize;
+    /// Reads the byte register at `offset`.
+    fn read8(&self, offset: usize) -> u8;
+    /// Writes the byte register at `offset`.
+    fn write8(&self, offset: usize, value: u8);
+    /// Reads the 32-bit register at `offset`.
+    fn read32(&self, offset: usize) -> u32;
+    /// Writes the 32-bit register at `offset`.
+    fn write32(&self, offset: usize, value: u32);
+}
+
+impl<T: RegisterBus + ?Sized> RegisterBus for &T {
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        (**self).read8(offset)
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        (**self).write8(offset, value)
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        (**self).read32(offset)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        (**self).write32(offset, value)
+    }
+}
+
+impl RegisterBus for MmioRegion {
+    #[inline]
+    fn size(&self) -> usize {
+        MmioRegion::size(self)
+    }
+    #[inline]
+    fn read8(&self, offset: usize) -> u8 {
+        MmioRegion::read8(self, offset)
+    }
+    #[inline]
+    fn write8(&self, offset: usize, value: u8) {
+        MmioRegion::write8(self, offset, value)
+    }
+    #[inline]
+    fn read32(&self, offset: usize) -> u32 {
+        MmioRegion::read32(self, offset)
+    }
+    #[inline]
+    fn write32(&self, offset: usize, value: u32) {
+        MmioRegion::write32(self, offset, value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,16 +132,3 @@ impl<N: ns16550::Uart16550Io, P: pl011::Pl011Io> core::fmt::Write for Console<N,
         }
     }
 }
-
-/// The driver for a node's `compatible` list (most specific first), as hermit's
-/// loader picks its console: the first entry this crate has a driver for wins.
-pub fn uart_kind_from_compatible<'a>(
-    compatible: impl IntoIterator<Item = &'a str>,
-) -> Option<UartKind> {
-    compatible.into_iter().find_map(|c| match c {
-        // A plain "ns16550" may lack a working FIFO; `Ns16550::init` probes for it.
-        "ns16550a" | "ns16550" => Some(UartKind::Ns16550),
-        "arm,pl011" => Some(UartKind::Pl011),
-        _ => None,
-    })
-}

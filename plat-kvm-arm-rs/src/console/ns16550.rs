@@ -13,7 +13,7 @@
 use tock_registers::register_bitfields;
 
 use super::{ConfigError, UartDesc};
-use crate::mmio::MmioRegion;
+use crate::mmio::{MmioRegion, RegisterBus};
 
 /// Register indices (before `reg-shift` is applied).
 pub mod reg {
@@ -173,28 +173,73 @@ impl<T: Uart16550Io + ?Sized> Uart16550Io for &T {
     }
 }
 
-/// Memory-mapped 16550 registers at `base + (n << reg_shift)`, accessed 1 or 4 bytes wide.
+/// 16550 registers laid out at `n << reg_shift` on a byte-addressed register bus,
+/// accessed 1 or 4 bytes wide.
 ///
-/// Byte accesses (`reg-io-width` 1, kvmtool's default) are single `ldrb`/`strb`; 4-byte
-/// accesses (`reg-io-width` 4, as on many SoC UARTs) are single 32-bit `ldr`/`str` of
-/// which only the low byte is meaningful. See [`crate::mmio`].
+/// On the guest the bus is device memory ([`MmioRegion`]): byte accesses
+/// (`reg-io-width` 1, kvmtool's default) are single `ldrb`/`strb`, 4-byte accesses
+/// (`reg-io-width` 4, as on many SoC UARTs) single 32-bit `ldr`/`str` of which only
+/// the low byte is meaningful (see [`crate::mmio`]). Host tests put a device model
+/// on the bus instead, so this layout code is tested too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mmio16550 {
-    region: MmioRegion,
+pub struct Mmio16550<B = MmioRegion> {
+    bus: B,
     reg_shift: u8,
     wide: bool,
 }
 
-impl Mmio16550 {
+impl<B: RegisterBus> Mmio16550<B> {
     /// Largest `reg-shift` accepted; real bindings use 0 to 2.
     pub const MAX_REG_SHIFT: u8 = 8;
 
-    /// Checks the register layout against the block and wraps it.
+    /// Checks the register layout against the bus and wraps it.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] if `reg_io_width` is not 1 or 4, `reg_shift` is too large or
-    /// too small for the width, or the eight registers do not fit in `size` bytes.
+    /// too small for the width, or the eight registers do not fit in the bus.
+    pub fn on_bus(bus: B, reg_shift: u8, reg_io_width: u8) -> Result<Self, ConfigError> {
+        let wide = match reg_io_width {
+            1 => false,
+            4 => true,
+            w => return Err(ConfigError::IoWidth(w)),
+        };
+        if reg_shift > Self::MAX_REG_SHIFT {
+            return Err(ConfigError::RegShift(reg_shift));
+        }
+        // 32-bit registers must be naturally aligned, so they cannot be packed closer
+        // than their own width.
+        if wide && reg_shift < 2 {
+            return Err(ConfigError::Misaligned);
+        }
+        let span = (usize::from(reg::SCR) << reg_shift) + usize::from(reg_io_width);
+        if bus.size() < span {
+            return Err(ConfigError::TooSmall);
+        }
+        Ok(Self {
+            bus,
+            reg_shift,
+            wide,
+        })
+    }
+
+    /// The register bus.
+    pub const fn bus(&self) -> &B {
+        &self.bus
+    }
+
+    fn offset(&self, reg: u8) -> usize {
+        usize::from(reg & 7) << self.reg_shift
+    }
+}
+
+impl Mmio16550 {
+    /// Wraps the device-memory block `[base, base + size)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mmio16550::on_bus`]; also [`ConfigError::Misaligned`] if `base` is not a
+    /// multiple of the access width and [`ConfigError::Address`] if the block wraps.
     ///
     /// # Safety
     ///
@@ -206,34 +251,16 @@ impl Mmio16550 {
         reg_shift: u8,
         reg_io_width: u8,
     ) -> Result<Self, ConfigError> {
-        let wide = match reg_io_width {
-            1 => false,
-            4 => true,
-            w => return Err(ConfigError::IoWidth(w)),
-        };
-        if reg_shift > Self::MAX_REG_SHIFT {
-            return Err(ConfigError::RegShift(reg_shift));
-        }
-        // 32-bit registers must be naturally aligned, so they cannot be packed closer
-        // than their own width.
-        if wide && reg_shift < 2 || !base.is_multiple_of(usize::from(reg_io_width)) {
+        if reg_io_width != 0 && !base.is_multiple_of(usize::from(reg_io_width)) {
             return Err(ConfigError::Misaligned);
-        }
-        let span = (usize::from(reg::SCR) << reg_shift) + usize::from(reg_io_width);
-        if size < span {
-            return Err(ConfigError::TooSmall);
         }
         if base.checked_add(size).is_none() {
             return Err(ConfigError::Address);
         }
-        // SAFETY: the caller vouches for the block; the checks above keep every register
-        // offset we will use inside it.
+        // SAFETY: the caller vouches for the block; `on_bus` keeps every register offset
+        // we will use inside it.
         let region = unsafe { MmioRegion::new(base, size) };
-        Ok(Self {
-            region,
-            reg_shift,
-            wide,
-        })
+        Self::on_bus(region, reg_shift, reg_io_width)
     }
 
     /// Builds the backend from a device-tree description, using `desc.base` as the
@@ -259,26 +286,17 @@ impl Mmio16550 {
         // SAFETY: forwarded to our caller.
         unsafe { Self::new(base, size, desc.reg_shift, desc.reg_io_width) }
     }
-
-    /// The register block.
-    pub const fn region(&self) -> MmioRegion {
-        self.region
-    }
-
-    fn offset(&self, reg: u8) -> usize {
-        usize::from(reg & 7) << self.reg_shift
-    }
 }
 
-impl Uart16550Io for Mmio16550 {
+impl<B: RegisterBus> Uart16550Io for Mmio16550<B> {
     #[inline]
     fn read(&self, reg: u8) -> u8 {
         let off = self.offset(reg);
         if self.wide {
             // Truncation is the point: only the low byte of a wide register is defined.
-            self.region.read32(off) as u8
+            self.bus.read32(off) as u8
         } else {
-            self.region.read8(off)
+            self.bus.read8(off)
         }
     }
 
@@ -286,9 +304,9 @@ impl Uart16550Io for Mmio16550 {
     fn write(&self, reg: u8, value: u8) {
         let off = self.offset(reg);
         if self.wide {
-            self.region.write32(off, u32::from(value));
+            self.bus.write32(off, u32::from(value));
         } else {
-            self.region.write8(off, value);
+            self.bus.write8(off, value);
         }
     }
 }
