@@ -107,6 +107,9 @@ pub enum BootInfoError {
     OverlapsImage(Source),
     /// `/psci` `method` is neither "hvc" nor "smc".
     BadPsciMethod,
+    /// A device window overlaps RAM: mapping it as a device would break the RAM
+    /// (or, in a realm, expose protected memory through the alias).
+    DeviceOverlapsRam,
     /// The caller's image layout is empty or has more than [`MAX_SEGMENTS`] segments.
     BadImageLayout,
 }
@@ -133,6 +136,7 @@ impl core::fmt::Display for BootInfoError {
             BootInfoError::BadInitrd => f.write_str("invalid initrd range in /chosen"),
             BootInfoError::OverlapsImage(s) => write!(f, "{} overlaps the image", s.as_str()),
             BootInfoError::BadPsciMethod => f.write_str("/psci method is not hvc or smc"),
+            BootInfoError::DeviceOverlapsRam => f.write_str("a device window overlaps RAM"),
             BootInfoError::BadImageLayout => f.write_str("invalid image layout"),
         }
     }
@@ -304,10 +308,18 @@ pub fn parse<'a>(
         None => None,
     };
 
+    let devices = collect_devices(&root, root_cells)?;
+    if devices
+        .iter()
+        .any(|d| ram.iter().any(|r| r.page_outer().overlaps(&d)))
+    {
+        return Err(BootInfoError::DeviceOverlapsRam);
+    }
+
     Ok(BootInfo {
         regions,
         ram,
-        devices: collect_devices(&root, root_cells)?,
+        devices,
         cmdline,
         console,
         psci: parse_psci(&root)?,

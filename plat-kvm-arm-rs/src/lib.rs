@@ -10,6 +10,7 @@
 extern crate std;
 
 pub mod bootinfo;
+pub mod bootmap;
 pub mod console;
 pub mod fdt;
 pub mod memregion;
