@@ -456,7 +456,9 @@ fn console_from_stdout_path(dt: &Dt<'_>, chosen: &DtNode<'_>, cells: Cells) -> O
         fdt::prop_str(&aliases, spec).ok()??
     };
     let path = path.split(':').next()?;
-    if path.len() < 2 || path[1..].contains('/') {
+    // Alias values are arbitrary UTF-8: test with `strip_prefix`, never slice by index.
+    let rest = path.strip_prefix('/')?;
+    if rest.is_empty() || rest.contains('/') {
         return None;
     }
     uart_desc(&dt.find(path)?, cells)

@@ -319,6 +319,32 @@ fn stdout_path_with_options_and_unknown_alias() {
 }
 
 #[test]
+fn alias_to_a_non_path_is_ignored() {
+    // Found by the fuzzer: an alias value starting with a multi-byte character once
+    // made the path check slice inside a char and panic.
+    for alias in ["\u{46a}abc", "serial0", "", "/"] {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let c = w.begin_node("chosen").unwrap();
+        w.property_string("stdout-path", "weird").unwrap();
+        w.end_node(c).unwrap();
+        let a = w.begin_node("aliases").unwrap();
+        w.property_string("weird", alias).unwrap();
+        w.end_node(a).unwrap();
+        let m = w.begin_node("memory").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x8000_0000, 64 << 20]).unwrap();
+        w.end_node(m).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let bi = bootinfo::parse(&blob, DTB_AT, &ImageLayout { segments: &IMG }).unwrap();
+        assert_eq!(bi.console, None, "alias {alias:?}");
+    }
+}
+
+#[test]
 fn psci_conduit_and_absence() {
     assert_eq!(
         Tree {
