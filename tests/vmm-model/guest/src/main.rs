@@ -4,6 +4,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../../common/sha256.rs"]
+#[allow(dead_code)]
+mod sha256;
 #[path = "../../common/fdt_read.rs"]
 #[allow(dead_code)]
 mod fdt_read;
@@ -226,11 +229,14 @@ extern "C" fn guest_main(dtb: u64) -> ! {
     let cmdline = fdt.as_ref().and_then(|f| f.prop_str("/chosen", "bootargs")).unwrap_or("");
     let test = bootarg(cmdline, "test").unwrap_or(if realm { "realm" } else { "hello" });
 
+    // .bss and the stacks lie inside the image (header image_size), which
+    // is RIPAS RAM from the start in a realm.
+    zero_bss();
+    SMC_CONDUIT.store(realm, Ordering::Relaxed);
     if realm {
         // Nothing outside the loaded image may be touched before RIPAS is set.
         rsi::realm_boot(dtb, fdt.as_ref(), test);
     }
-    zero_bss();
     set_vbar_if(test);
     say!("guest: hello from the test guest (test={}, dtb={:#x})", test, dtb);
     match test {
@@ -378,4 +384,11 @@ pub fn finish_pub() -> ! {
 
 pub fn expected_exception() -> bool {
     EXPECTED_EXC.load(Ordering::Relaxed)
+}
+
+pub fn psci_reset() -> ! {
+    psci(0x8400_0009, 0, 0, 0);
+    loop {
+        core::hint::spin_loop();
+    }
 }

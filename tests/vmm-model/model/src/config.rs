@@ -12,9 +12,6 @@ pub enum Misbehave {
     DtbMemBeyondIpa,
     /// The DTB is placed on top of the kernel image.
     DtbOverlapImage,
-    /// IPA_STATE_SET: the host reports progress beyond `top` (a lie the
-    /// guest must catch).
-    RipasBadNext,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -116,7 +113,6 @@ impl Config {
                         "none" => Misbehave::None,
                         "ripas-reject" => Misbehave::RipasReject,
                         "ripas-one-granule" => Misbehave::RipasOneGranule,
-                        "ripas-bad-next" => Misbehave::RipasBadNext,
                         "dtb-mem-beyond-ipa" => Misbehave::DtbMemBeyondIpa,
                         "dtb-overlap-image" => Misbehave::DtbOverlapImage,
                         _ => return Err("unknown misbehave"),

@@ -15,7 +15,9 @@ mod sys;
 #[path = "../../common/fdt_read.rs"]
 #[allow(dead_code)]
 mod fdt_read;
+#[path = "../../common/sha256.rs"]
 mod sha256;
+mod token;
 
 use config::{Config, Misbehave};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -567,6 +569,8 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
             let target = mpidr as usize;
             if target >= cfg().cpus {
                 INVALID_PARAMETERS
+            } else if realm && (v.x[2] >= 1 << (cfg().ipa_bits - 1)) {
+                -9i64 as u64 // INVALID_ADDRESS: entry outside the protected space
             } else {
                 match CPU_STATE[target].compare_exchange(PSCI_OFF, PSCI_PENDING, Ordering::SeqCst, Ordering::SeqCst) {
                     Err(PSCI_ON) => ALREADY_ON,

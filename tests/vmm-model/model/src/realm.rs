@@ -1,8 +1,13 @@
-//! Realm mode: TF-RMM's behaviour toward a realm (RSI, RIPAS, aborts).
+//! Realm mode: what TF-RMM does toward a realm (RSI commands, RIPAS,
+//! aborts at protected EMPTY / unprotected IPAs), with the model acting as
+//! the (kvmtool-cca + KVM) host where the RMM exits to it. Facts from
+//! TF-RMM's runtime/rsi/*.c, runtime/core/exit.c and runtime/rmi/run.c.
 
-use crate::config::Config;
-use crate::VCpu;
-use crate::sys::log;
+use crate::config::{Config, InitRipas, Misbehave};
+use crate::layout;
+use crate::sha256::{Sha256, sha256};
+use crate::sys::{SpinLock, log, mrs};
+use crate::{VCpu, cfg, inject_sync, stage2, status, stop};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub static RSI_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -10,6 +15,7 @@ pub static PSCI_CALLS: AtomicU64 = AtomicU64::new(0);
 pub static EMPTY_TOUCHES: AtomicU64 = AtomicU64::new(0);
 pub static PROTECTED_MMIO: AtomicU64 = AtomicU64::new(0);
 pub static HVC_CALLS: AtomicU64 = AtomicU64::new(0);
+pub static SEA_INJECTED: AtomicU64 = AtomicU64::new(0);
 
 pub fn count_hvc() {
     HVC_CALLS.fetch_add(1, Ordering::Relaxed);
@@ -20,29 +26,513 @@ pub fn count_psci(_realm: bool) {
 
 pub fn print_counters() {
     log!(
-        "counters: exits={} psci-calls={} rsi-calls={} empty-touches={} protected-mmio={} hvc-in-realm={} unhandled-mmio={}",
+        "counters: exits={} psci-calls={} rsi-calls={} empty-touches={} protected-mmio={} hvc-in-realm={} sea-injected={} unhandled-mmio={}",
         crate::EXITS.load(Ordering::Relaxed),
         PSCI_CALLS.load(Ordering::Relaxed),
         RSI_CALLS.load(Ordering::Relaxed),
         EMPTY_TOUCHES.load(Ordering::Relaxed),
         PROTECTED_MMIO.load(Ordering::Relaxed),
         HVC_CALLS.load(Ordering::Relaxed),
+        SEA_INJECTED.load(Ordering::Relaxed),
         crate::devices::UNHANDLED_MMIO.load(Ordering::Relaxed),
     );
 }
 
-pub fn init(_c: &Config, _kern: u64, _kern_size: u64, _dtb: u64, _dtb_blob: &[u8]) {
-    crate::fatal(format_args!("realm mode not implemented yet"))
+// RSI function IDs and values (smc-rsi.h).
+const RSI_VERSION: u64 = 0xc400_0190;
+const RSI_FEATURES: u64 = 0xc400_0191;
+const RSI_MEASUREMENT_READ: u64 = 0xc400_0192;
+const RSI_MEASUREMENT_EXTEND: u64 = 0xc400_0193;
+const RSI_ATTEST_TOKEN_INIT: u64 = 0xc400_0194;
+const RSI_ATTEST_TOKEN_CONTINUE: u64 = 0xc400_0195;
+const RSI_REALM_CONFIG: u64 = 0xc400_0196;
+const RSI_IPA_STATE_SET: u64 = 0xc400_0197;
+const RSI_IPA_STATE_GET: u64 = 0xc400_0198;
+const RSI_HOST_CALL: u64 = 0xc400_0199;
+
+const SUCCESS: u64 = 0;
+const ERROR_INPUT: u64 = 1;
+const ERROR_STATE: u64 = 2;
+const INCOMPLETE: u64 = 3;
+
+const RIPAS_EMPTY: u8 = 0;
+const RIPAS_RAM: u8 = 1;
+const RIPAS_DESTROYED: u8 = 2;
+
+const ACCEPT: u64 = 0;
+const REJECT: u64 = 1;
+const CHANGE_DESTROYED: u64 = 1;
+
+const VERSION_1_0: u64 = 0x1_0000;
+const VERSION_1_1: u64 = 0x1_0001;
+
+const GRANULE: u64 = 4096;
+pub const TOKEN_BUF_SIZE: usize = 4096;
+
+struct Token {
+    /// 0: no INIT pending; otherwise the token length.
+    len: usize,
+    copied: usize,
+    challenge: [u8; 64],
+    buf: u64, // TOKEN_BUF_SIZE bytes from the pool
 }
 
-pub fn rsi_call(_v: &mut VCpu) -> bool {
+struct State {
+    ripas: u64, // address of one byte per RAM granule (pool)
+    granules: u64,
+    rim: [u8; 64],
+    rem: [[u8; 64]; 4],
+    token: [Token; crate::MAX_CPUS],
+}
+
+static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+
+fn ripas_ptr(st: &State, ipa: u64) -> Option<*mut u8> {
+    let ram = layout::RAM_IPA;
+    if ipa < ram || ipa >= ram + st.granules * GRANULE {
+        return None;
+    }
+    Some((st.ripas + (ipa - ram) / GRANULE) as *mut u8)
+}
+
+fn ripas_of(st: &State, ipa: u64) -> u8 {
+    match ripas_ptr(st, ipa) {
+        // SAFETY: the pointer is inside the RIPAS array.
+        Some(p) => unsafe { p.read() },
+        None => RIPAS_EMPTY, // protected IPAs without RAM are never populated
+    }
+}
+
+fn pa_of(ipa: u64) -> u64 {
+    ipa - layout::RAM_IPA + layout::GUEST_RAM_PA
+}
+
+/// Sets the RIPAS of one RAM granule and updates stage 2 (mapped iff RAM).
+fn set_ripas(st: &State, ipa: u64, r: u8) {
+    let Some(p) = ripas_ptr(st, ipa) else { return };
+    // SAFETY: inside the RIPAS array.
+    let old = unsafe { p.read() };
+    // SAFETY: as above.
+    unsafe { p.write(r) };
+    let s2 = stage2();
+    if r == RIPAS_RAM {
+        if old != RIPAS_RAM {
+            // A granule newly backed by the host arrives zeroed (the RMM
+            // scrubs delegated granules).
+            // SAFETY: guest RAM owned by the model, not mapped to the guest.
+            unsafe { core::ptr::write_bytes(pa_of(ipa) as *mut u8, 0, GRANULE as usize) };
+        }
+        s2.map_page(ipa, pa_of(ipa), crate::s2::NORMAL);
+    } else {
+        s2.unmap_page(ipa);
+    }
+}
+
+fn hash_granule(ipa: u64) -> [u8; 32] {
+    // SAFETY: `ipa` is a RAM granule (checked by callers).
+    let d = unsafe { core::slice::from_raw_parts(pa_of(ipa) as *const u8, GRANULE as usize) };
+    sha256(d)
+}
+
+/// RIM extension with a DATA descriptor (TF-RMM measurement_desc_data).
+fn rim_data(rim: &mut [u8; 64], ipa: u64) {
+    let mut d = [0u8; 0x100];
+    d[0] = 0; // MEASURE_DESC_TYPE_DATA
+    d[8..16].copy_from_slice(&0x100u64.to_le_bytes());
+    d[0x10..0x30].copy_from_slice(&rim[..32]);
+    d[0x50..0x58].copy_from_slice(&ipa.to_le_bytes());
+    d[0x58..0x60].copy_from_slice(&1u64.to_le_bytes()); // RMI_MEASURE_CONTENT
+    d[0x60..0x80].copy_from_slice(&hash_granule(ipa));
+    rim[..32].copy_from_slice(&sha256(&d));
+}
+
+/// RIM extension with a REC descriptor (flags, pc, gprs measured).
+fn rim_rec(rim: &mut [u8; 64], runnable: bool, pc: u64, x0: u64) {
+    let mut h = Sha256::new();
+    let mut params = [0u8; 0x1000];
+    params[0..8].copy_from_slice(&(runnable as u64).to_le_bytes());
+    params[0x200..0x208].copy_from_slice(&pc.to_le_bytes());
+    params[0x300..0x308].copy_from_slice(&x0.to_le_bytes());
+    h.update(&params);
+    let content = h.finish();
+    let mut d = [0u8; 0x100];
+    d[0] = 1; // MEASURE_DESC_TYPE_REC
+    d[8..16].copy_from_slice(&0x100u64.to_le_bytes());
+    d[0x10..0x30].copy_from_slice(&rim[..32]);
+    d[0x50..0x70].copy_from_slice(&content);
+    rim[..32].copy_from_slice(&sha256(&d));
+}
+
+/// Builds the realm: RIPAS of RAM, stage 2, and the RIM over realm
+/// parameters, the populated image and DTB granules, and the RECs.
+pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
+    let granules = c.mem_bytes() / GRANULE;
+    let Some(ripas) = crate::s2::alloc(granules) else { crate::fatal(format_args!("pool exhausted")) };
+    let token_bufs = match crate::s2::alloc((TOKEN_BUF_SIZE * crate::MAX_CPUS) as u64) {
+        Some(a) => a,
+        None => crate::fatal(format_args!("pool exhausted")),
+    };
+    let mut st = State {
+        ripas,
+        granules,
+        rim: [0; 64],
+        rem: [[0; 64]; 4],
+        token: core::array::from_fn(|i| Token {
+            len: 0,
+            copied: 0,
+            challenge: [0; 64],
+            buf: token_bufs + (i * TOKEN_BUF_SIZE) as u64,
+        }),
+    };
+    let s2 = stage2();
+    let ram = layout::RAM_IPA;
+    let sb = c.shared_bit();
+    // Unprotected alias of RAM: shared memory, the same host pages.
+    s2.map_range(sb | ram, layout::GUEST_RAM_PA, c.mem_bytes(), crate::s2::NORMAL, false);
+
+    // RIM: realm parameters (flags0, s2sz, sve_vl, num_bps, num_wps,
+    // pmu_num_ctrs, algorithm; everything else zero).
+    let mut params = [0u8; 0x1000];
+    params[8..12].copy_from_slice(&c.ipa_bits.to_le_bytes());
+    params[0x30] = 0; // SHA-256
+    st.rim[..32].copy_from_slice(&sha256(&params));
+
+    let kend = (kern + kern_size + GRANULE - 1) & !(GRANULE - 1);
+    let dend = dtb + crate::dtb::FDT_MAX_SIZE as u64;
+    // Populated (measured) granules, ascending IPA.
+    let (first, second) = if kern <= dtb { ((kern, kend), (dtb, dend)) } else { ((dtb, dend), (kern, kend)) };
+    for (s, e) in [first, second] {
+        let mut a = s & !(GRANULE - 1);
+        while a < e {
+            if let Some(p) = ripas_ptr(&st, a) {
+                // SAFETY: inside the RIPAS array.
+                if unsafe { p.read() } != RIPAS_RAM {
+                    // SAFETY: as above.
+                    unsafe { p.write(RIPAS_RAM) };
+                    rim_data(&mut st.rim, a);
+                }
+            }
+            a += GRANULE;
+        }
+    }
+    if c.ripas == InitRipas::All {
+        for g in 0..granules {
+            // SAFETY: inside the RIPAS array.
+            unsafe { ((ripas + g) as *mut u8).write(RIPAS_RAM) };
+        }
+    }
+    for i in 0..c.cpus {
+        rim_rec(&mut st.rim, i == 0, if i == 0 { kern } else { 0 }, if i == 0 { dtb } else { 0 });
+    }
+    // Stage 2 for protected RAM: mapped iff RIPAS RAM.
+    let mut g = 0;
+    while g < granules {
+        // SAFETY: inside the RIPAS array.
+        if unsafe { ((ripas + g) as *const u8).read() } == RIPAS_RAM {
+            s2.map_page(ram + g * GRANULE, layout::GUEST_RAM_PA + g * GRANULE, crate::s2::NORMAL);
+        }
+        g += 1;
+    }
+    let mut hex = [0u8; 64];
+    for (i, b) in st.rim[..32].iter().enumerate() {
+        const H: &[u8; 16] = b"0123456789abcdef";
+        hex[2 * i] = H[(b >> 4) as usize];
+        hex[2 * i + 1] = H[(b & 15) as usize];
+    }
+    log!(
+        "realm: IPA width {} (shared bit {:#x}), initial RIPAS RAM over {}, RIM sha256:{}",
+        c.ipa_bits,
+        sb,
+        if c.ripas == InitRipas::All { "all RAM" } else { "image + DTB only" },
+        core::str::from_utf8(&hex).unwrap_or("?")
+    );
+    *STATE.lock() = Some(st);
+}
+
+fn protected_size() -> u64 {
+    1u64 << (cfg().ipa_bits - 1)
+}
+fn in_par(ipa: u64) -> bool {
+    ipa < protected_size()
+}
+
+fn sea(v: &mut VCpu, esr_el2: u64) {
+    SEA_INJECTED.fetch_add(1, Ordering::Relaxed);
+    // ESR_EL2 copied except EC (same-EL abort class), FSC = SEA, FnV and
+    // S1PTW cleared (TF-RMM calc_esr_idabort).
+    let ec = (esr_el2 >> 26) + 1; // 0x20 -> 0x21, 0x24 -> 0x25 (lower-EL fix in inject_sync)
+    let esr = (esr_el2 & !((0x3f << 26) | 0x3f | (1 << 10) | (1 << 7))) | (ec << 26) | 0x10;
+    let far = mrs!("far_el2");
+    let pc = mrs!("elr_el2");
+    inject_sync(v, esr, Some(far), pc);
+}
+
+/// Realm data aborts the RMM handles itself. Returns true when handled.
+pub fn data_abort_filter(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
+    let sb = cfg().shared_bit();
+    let dfsc = esr & 0x3f;
+    if dfsc <= 0x03 || ipa >= 2 * protected_size() {
+        // address size fault: outside the IPA space
+        sea(v, esr);
+        return true;
+    }
+    if ipa & sb != 0 {
+        return false; // unprotected: exit to the host (emulation)
+    }
+    let r = {
+        let g = STATE.lock();
+        match g.as_ref() {
+            Some(st) => ripas_of(st, ipa & !(GRANULE - 1)),
+            None => RIPAS_EMPTY,
+        }
+    };
+    match r {
+        RIPAS_EMPTY => {
+            if ipa < layout::RAM_IPA {
+                PROTECTED_MMIO.fetch_add(1, Ordering::Relaxed);
+                log!("realm: data access to protected IPA {:#x} (device address without the shared bit): SEA injected", ipa);
+            } else {
+                EMPTY_TOUCHES.fetch_add(1, Ordering::Relaxed);
+                log!("realm: data access to RIPAS EMPTY IPA {:#x}: SEA injected", ipa);
+            }
+            sea(v, esr);
+            true
+        }
+        RIPAS_DESTROYED => stop(
+            status::REALM_FATAL,
+            format_args!("REALM FATAL: access to a DESTROYED granule at IPA {:#x}: the host cannot map it", ipa),
+        ),
+        _ => false,
+    }
+}
+
+pub fn instruction_abort(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
+    let sb = cfg().shared_bit();
+    let r = {
+        let g = STATE.lock();
+        g.as_ref().map(|st| ripas_of(st, ipa & !(GRANULE - 1))).unwrap_or(RIPAS_EMPTY)
+    };
+    if ipa & sb != 0 || r == RIPAS_EMPTY {
+        if ipa & sb == 0 && ipa >= layout::RAM_IPA {
+            EMPTY_TOUCHES.fetch_add(1, Ordering::Relaxed);
+        }
+        log!("realm: instruction fetch from {} IPA {:#x}: SEA injected", if ipa & sb != 0 { "unprotected" } else { "EMPTY" }, ipa);
+        sea(v, esr);
+        return true;
+    }
     false
 }
 
-pub fn data_abort_filter(_v: &mut VCpu, _esr: u64, _ipa: u64) -> bool {
-    false
+/// Handles an SMC if it is an RSI call. Returns false for other FIDs.
+pub fn rsi_call(v: &mut VCpu) -> bool {
+    let fid = v.x[0] & 0xffff_ffff;
+    if !(RSI_VERSION..=0xc400_01af).contains(&fid) {
+        return false;
+    }
+    RSI_CALLS.fetch_add(1, Ordering::Relaxed);
+    let c = cfg();
+    let mut g = STATE.lock();
+    let Some(st) = g.as_mut() else { crate::fatal(format_args!("realm state missing")) };
+    let x = v.x;
+    let mut out = [0u64; 9];
+    match fid {
+        RSI_VERSION => {
+            if x[1] == VERSION_1_0 || x[1] == VERSION_1_1 {
+                out[0] = SUCCESS;
+                out[1] = x[1];
+            } else {
+                out[0] = ERROR_INPUT;
+                out[1] = VERSION_1_1;
+            }
+            out[2] = VERSION_1_1;
+        }
+        RSI_FEATURES => {
+            out[0] = SUCCESS;
+            out[1] = 0;
+        }
+        RSI_MEASUREMENT_READ => {
+            if x[1] > 4 {
+                out[0] = ERROR_INPUT;
+            } else {
+                let m = if x[1] == 0 { &st.rim } else { &st.rem[x[1] as usize - 1] };
+                for i in 0..8 {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&m[i * 8..i * 8 + 8]);
+                    out[i + 1] = if i < 4 { u64::from_le_bytes(w) } else { 0 };
+                }
+                out[0] = SUCCESS;
+            }
+        }
+        RSI_MEASUREMENT_EXTEND => {
+            if x[1] == 0 || x[1] > 4 || x[2] > 64 {
+                out[0] = ERROR_INPUT;
+            } else {
+                let mut data = [0u8; 64];
+                for i in 0..8 {
+                    data[i * 8..i * 8 + 8].copy_from_slice(&x[3 + i].to_le_bytes());
+                }
+                let m = &mut st.rem[x[1] as usize - 1];
+                let mut h = Sha256::new();
+                h.update(&m[..32]);
+                h.update(&data[..x[2] as usize]);
+                m[..32].copy_from_slice(&h.finish());
+                out[0] = SUCCESS;
+            }
+        }
+        RSI_ATTEST_TOKEN_INIT => {
+            let t = &mut st.token[v.idx];
+            for i in 0..8 {
+                t.challenge[i * 8..i * 8 + 8].copy_from_slice(&x[1 + i].to_le_bytes());
+            }
+            t.copied = 0;
+            // SAFETY: the token buffer is TOKEN_BUF_SIZE bytes of pool memory.
+            let buf = unsafe { core::slice::from_raw_parts_mut(t.buf as *mut u8, TOKEN_BUF_SIZE) };
+            let (rim, rem) = (st.rim, st.rem);
+            let t = &mut st.token[v.idx];
+            t.len = crate::token::build(buf, &t.challenge, &rim, &rem, &c.rpv);
+            out[0] = SUCCESS;
+            out[1] = TOKEN_BUF_SIZE as u64;
+        }
+        RSI_ATTEST_TOKEN_CONTINUE => {
+            let (ipa, off, size) = (x[1], x[2], x[3]);
+            if ipa % GRANULE != 0 || off >= GRANULE || off + size > GRANULE || off.checked_add(size).is_none() {
+                out[0] = ERROR_INPUT;
+            } else if !in_par(ipa) {
+                out[0] = ERROR_INPUT;
+            } else if ripas_of(st, ipa) != RIPAS_RAM {
+                out[0] = ERROR_INPUT;
+            } else if st.token[v.idx].len == 0 {
+                out[0] = ERROR_STATE;
+            } else if size == 0 {
+                out[0] = INCOMPLETE;
+            } else {
+                let t = &mut st.token[v.idx];
+                let left = t.len - t.copied;
+                let n = (size as usize).min(left);
+                // SAFETY: destination is inside one RIPAS-RAM granule of guest
+                // RAM (checked), source inside the token buffer.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        (t.buf as usize + t.copied) as *const u8,
+                        (pa_of(ipa) + off) as *mut u8,
+                        n,
+                    )
+                };
+                t.copied += n;
+                out[1] = n as u64;
+                if t.copied == t.len {
+                    t.len = 0;
+                    t.copied = 0;
+                    out[0] = SUCCESS;
+                } else {
+                    out[0] = INCOMPLETE;
+                }
+            }
+        }
+        RSI_REALM_CONFIG => {
+            let ipa = x[1];
+            if ipa % GRANULE != 0 || !in_par(ipa) || ripas_of(st, ipa) != RIPAS_RAM {
+                out[0] = ERROR_INPUT;
+            } else {
+                let p = pa_of(ipa);
+                let vtr = mrs!("ich_vtr_el2") as u32;
+                // SAFETY: one RIPAS-RAM granule of guest RAM.
+                unsafe {
+                    core::ptr::write_unaligned(p as *mut u64, c.ipa_bits as u64);
+                    core::ptr::write((p + 8) as *mut u8, 0); // SHA-256
+                    core::ptr::write_unaligned((p + 0x10) as *mut u64, 0); // num_aux_planes
+                    core::ptr::write_unaligned((p + 0x18) as *mut u32, vtr);
+                    core::ptr::write_unaligned((p + 0x20) as *mut u64, 0); // ats_plane
+                    core::ptr::copy_nonoverlapping(c.rpv.as_ptr(), (p + 0x200) as *mut u8, 64);
+                }
+                out[0] = SUCCESS;
+            }
+        }
+        RSI_IPA_STATE_SET => {
+            let (base, top, r, flags) = (x[1], x[2], x[3], x[4]);
+            if r > RIPAS_RAM as u64 || base % GRANULE != 0 || top % GRANULE != 0 || top <= base || top > protected_size() {
+                out[0] = ERROR_INPUT;
+            } else {
+                let (next, resp) = host_set_ripas(st, base, top, r as u8, flags == CHANGE_DESTROYED, c.misbehave);
+                crate::s2::tlb_flush_guest();
+                out[0] = SUCCESS;
+                out[1] = next;
+                out[2] = resp;
+            }
+        }
+        RSI_IPA_STATE_GET => {
+            let (start, end) = (x[1], x[2]);
+            if start % GRANULE != 0 || end % GRANULE != 0 || !in_par(start) || end == 0 || !in_par(end - 1) || start >= end {
+                out[0] = ERROR_INPUT;
+            } else {
+                let r = ripas_of(st, start);
+                let mut a = start + GRANULE;
+                while a < end && ripas_of(st, a) == r {
+                    a += GRANULE;
+                }
+                out[0] = SUCCESS;
+                out[1] = a;
+                out[2] = r as u64;
+            }
+        }
+        RSI_HOST_CALL => {
+            let ipa = x[1];
+            if ipa % 0x100 != 0 || !in_par(ipa) {
+                out[0] = ERROR_INPUT;
+            } else if ripas_of(st, ipa & !(GRANULE - 1)) != RIPAS_RAM {
+                out[0] = ERROR_INPUT;
+            } else {
+                // SAFETY: 256-byte aligned struct inside a RAM granule.
+                let imm = unsafe { core::ptr::read_volatile(pa_of(ipa) as *const u32) } & 0xffff;
+                // SAFETY: as above.
+                let g0 = unsafe { core::ptr::read_volatile((pa_of(ipa) + 8) as *const u64) };
+                log!("realm: RSI_HOST_CALL imm={:#x} x0={:#x} (host returns the registers unchanged)", imm, g0);
+                out[0] = SUCCESS;
+            }
+        }
+        _ => {
+            out[0] = u64::MAX; // SMC_UNKNOWN for RSI FIDs the RMM lacks
+            v.x[0] = out[0];
+            return true;
+        }
+    }
+    // RSI results in x0..x8 (MEASUREMENT_READ uses all); others keep x4+.
+    let n = match fid {
+        RSI_MEASUREMENT_READ => 9,
+        _ => 3,
+    };
+    v.x[..n].copy_from_slice(&out[..n]);
+    true
 }
 
-pub fn instruction_abort(_v: &mut VCpu, _esr: u64, _ipa: u64) -> bool {
-    false
+/// The host side of RSI_IPA_STATE_SET (KVM + kvmtool-cca): applies the
+/// change granule by granule; returns (next, response).
+fn host_set_ripas(st: &State, base: u64, top: u64, r: u8, change_destroyed: bool, mis: Misbehave) -> (u64, u64) {
+    if r == RIPAS_RAM && mis == Misbehave::RipasReject {
+        log!("realm: host REJECTS the RIPAS change [{:#x}, {:#x}) to RAM (misbehave)", base, top);
+        return (base, REJECT);
+    }
+    let mut a = base;
+    while a < top {
+        let cur = ripas_of(st, a);
+        let in_ram = ripas_ptr(st, a).is_some();
+        if r == RIPAS_RAM {
+            if !in_ram {
+                // No memory behind this IPA: the host cannot make it RAM.
+                break;
+            }
+            if cur == RIPAS_DESTROYED && !change_destroyed {
+                break;
+            }
+            set_ripas(st, a, RIPAS_RAM);
+        } else if in_ram && cur != RIPAS_EMPTY {
+            set_ripas(st, a, RIPAS_EMPTY);
+        }
+        a += GRANULE;
+        if mis == Misbehave::RipasOneGranule {
+            break;
+        }
+    }
+    let resp = if r == RIPAS_RAM && a != top && mis != Misbehave::RipasOneGranule { REJECT } else { ACCEPT };
+    (a, resp)
 }
