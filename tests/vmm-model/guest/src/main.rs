@@ -229,6 +229,15 @@ extern "C" fn guest_main(dtb: u64) -> ! {
     let cmdline = fdt.as_ref().and_then(|f| f.prop_str("/chosen", "bootargs")).unwrap_or("");
     let test = bootarg(cmdline, "test").unwrap_or(if realm { "realm" } else { "hello" });
 
+    // A DTB inside the image would be destroyed by zeroing .bss.
+    let (is, ie) = image_range();
+    if dtb >= is && dtb < ie {
+        SMC_CONDUIT.store(realm, Ordering::Relaxed);
+        if !realm {
+            say!("guest: the DTB at {:#x} overlaps the image [{:#x}, {:#x}); refusing to boot", dtb, is, ie);
+        }
+        psci_reset();
+    }
     // .bss and the stacks lie inside the image (header image_size), which
     // is RIPAS RAM from the start in a realm.
     zero_bss();
@@ -334,12 +343,16 @@ fn normal_checks(dtb: u64, fdt: Option<&fdt_read::Fdt>) -> ! {
 }
 
 static SECONDARY_RAN: AtomicU64 = AtomicU64::new(0);
+static RELEASE: AtomicBool = AtomicBool::new(false);
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_secondary(ctx: u64) -> ! {
     let mpidr = sysreg!("mpidr_el1");
     say!("guest: secondary vCPU up, mpidr={:#x} ctx={:#x}", mpidr, ctx);
     SECONDARY_RAN.store(ctx, Ordering::SeqCst);
+    while !RELEASE.load(Ordering::SeqCst) {
+        core::hint::spin_loop();
+    }
     psci(0x8400_0002, 0, 0, 0); // CPU_OFF
     say!("guest: CPU_OFF returned!");
     loop {}
@@ -359,6 +372,8 @@ fn smp_test() -> ! {
         core::hint::spin_loop();
     }
     check("secondary ran with its context id", SECONDARY_RAN.load(Ordering::SeqCst) == 0x1234);
+    check("AFFINITY_INFO(1) = ON while it runs", psci(0xc400_0004, 1, 0, 0) == 0);
+    RELEASE.store(true, Ordering::SeqCst);
     let mut off = false;
     for _ in 0..10_000_000 {
         if psci(0xc400_0004, 1, 0, 0) == 1 {

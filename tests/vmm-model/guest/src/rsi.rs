@@ -101,6 +101,10 @@ pub fn realm_boot(_dtb: u64, fdt: Option<&Fdt>, _test: &str) {
     SHARED.store(shared, Ordering::Relaxed);
     crate::set_uart(0x0100_0000 | shared);
     say!("guest: realm, RSI 1.0 ok, IPA width {}, shared bit {:#x}, UART via the alias", bits, shared);
+    if base.checked_add(size).is_none_or(|end| end > shared) {
+        say!("guest: DTB memory [{:#x}, +{:#x}) lies beyond the protected IPA space; halting", base, size);
+        crate::psci_reset();
+    }
     let end_ripas = ripas_get(base + size - 4096);
     say!("guest: initial RIPAS at the end of RAM = {}", end_ripas);
     // Make all DT memory RIPAS RAM before using it (never resurrects DESTROYED).
@@ -247,7 +251,7 @@ pub fn realm_tests(test: &str) -> ! {
     match test {
         "realm" => realm_checks(),
         "realm-empty" => {
-            let page = base + size - 0x20_0000;
+            let page = base + size / 2;
             set_ripas(page, page + 4096, 0, 1);
             say!("guest: reading RIPAS EMPTY memory at {:#x}", page);
             // SAFETY: deliberately touches EMPTY memory (expects an SEA).

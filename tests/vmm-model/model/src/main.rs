@@ -197,7 +197,9 @@ fn boot_primary() -> ! {
     // ---- the DTB
     let mut dtb_addr = (limit - (dtb::FDT_MAX_SIZE as u64 + (2 << 20)) + (2 << 20) - 1) & !((2 << 20) - 1);
     if c.misbehave == Misbehave::DtbOverlapImage {
-        dtb_addr = kern & !0xfff;
+        // Inside the image's memory footprint (header image_size), just
+        // after the file: where the guest's .bss lies.
+        dtb_addr = (kern + c.img_size + 0xfff) & !0xfff;
     } else if dtb_addr < kern + c.img_size {
         stop(status::CONFIG_ERROR, format_args!("fdt overlaps with kernel image"));
     }
