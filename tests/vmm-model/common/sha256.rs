@@ -40,17 +40,33 @@ impl Sha256 {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
         }
         let mut s = self.h;
         for i in 0..64 {
             let s1 = s[4].rotate_right(6) ^ s[4].rotate_right(11) ^ s[4].rotate_right(25);
             let ch = (s[4] & s[5]) ^ (!s[4] & s[6]);
-            let t1 = s[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let t1 = s[7]
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
             let s0 = s[0].rotate_right(2) ^ s[0].rotate_right(13) ^ s[0].rotate_right(22);
             let maj = (s[0] & s[1]) ^ (s[0] & s[2]) ^ (s[1] & s[2]);
             let t2 = s0.wrapping_add(maj);
-            s = [t1.wrapping_add(t2), s[0], s[1], s[2], s[3].wrapping_add(t1), s[4], s[5], s[6]];
+            s = [
+                t1.wrapping_add(t2),
+                s[0],
+                s[1],
+                s[2],
+                s[3].wrapping_add(t1),
+                s[4],
+                s[5],
+                s[6],
+            ];
         }
         for (h, v) in self.h.iter_mut().zip(s) {
             *h = h.wrapping_add(v);

@@ -4,13 +4,13 @@
 #![no_std]
 #![no_main]
 
-#[path = "../../common/sha256.rs"]
-#[allow(dead_code)]
-mod sha256;
 #[path = "../../common/fdt_read.rs"]
 #[allow(dead_code)]
 mod fdt_read;
 mod rsi;
+#[path = "../../common/sha256.rs"]
+#[allow(dead_code)]
+mod sha256;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,18 +76,24 @@ static SMC_CONDUIT: AtomicBool = AtomicBool::new(false);
 
 fn mmio_w8(addr: u64, v: u8) {
     // SAFETY: a single strb to a device register (valid ISV syndrome).
-    unsafe { core::arch::asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v as u32, options(nostack)) };
+    unsafe {
+        core::arch::asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v as u32, options(nostack))
+    };
 }
 fn mmio_r8(addr: u64) -> u8 {
     let v: u32;
     // SAFETY: a single ldrb from a device register.
-    unsafe { core::arch::asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    unsafe {
+        core::arch::asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack))
+    };
     v as u8
 }
 fn mmio_r32(addr: u64) -> u32 {
     let v: u32;
     // SAFETY: a single 32-bit ldr from a device register.
-    unsafe { core::arch::asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack)) };
+    unsafe {
+        core::arch::asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack))
+    };
     v
 }
 
@@ -188,7 +194,12 @@ fn set_vbar() {
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_exception(esr: u64, elr: u64, far: u64) -> ! {
-    say!("guest: EXCEPTION esr={:#x} elr={:#x} far={:#x}", esr, elr, far);
+    say!(
+        "guest: EXCEPTION esr={:#x} elr={:#x} far={:#x}",
+        esr,
+        elr,
+        far
+    );
     EXPECTED_EXC.store(true, Ordering::Relaxed);
     system_off()
 }
@@ -197,8 +208,7 @@ static EXPECTED_EXC: AtomicBool = AtomicBool::new(false);
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     say!("guest: PANIC {}", info);
-    psci(0x8400_0009, 0, 0, 0);
-    loop {}
+    psci_reset()
 }
 
 fn bss_range() -> (u64, u64) {
@@ -216,17 +226,25 @@ fn zero_bss() {
 }
 
 fn bootarg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split(' ').find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+    cmdline
+        .split(' ')
+        .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_main(dtb: u64) -> ! {
     // SAFETY: x0 holds the DTB address kvmtool's rule gives.
     let fdt = unsafe { fdt_read::Fdt::from_addr(dtb as usize) };
-    let method = fdt.as_ref().and_then(|f| f.prop_str("/psci", "method")).unwrap_or("hvc");
+    let method = fdt
+        .as_ref()
+        .and_then(|f| f.prop_str("/psci", "method"))
+        .unwrap_or("hvc");
     let realm = method == "smc";
     SMC_CONDUIT.store(realm, Ordering::Relaxed);
-    let cmdline = fdt.as_ref().and_then(|f| f.prop_str("/chosen", "bootargs")).unwrap_or("");
+    let cmdline = fdt
+        .as_ref()
+        .and_then(|f| f.prop_str("/chosen", "bootargs"))
+        .unwrap_or("");
     let test = bootarg(cmdline, "test").unwrap_or(if realm { "realm" } else { "hello" });
 
     // A DTB inside the image would be destroyed by zeroing .bss.
@@ -234,7 +252,12 @@ extern "C" fn guest_main(dtb: u64) -> ! {
     if dtb >= is && dtb < ie {
         SMC_CONDUIT.store(realm, Ordering::Relaxed);
         if !realm {
-            say!("guest: the DTB at {:#x} overlaps the image [{:#x}, {:#x}); refusing to boot", dtb, is, ie);
+            say!(
+                "guest: the DTB at {:#x} overlaps the image [{:#x}, {:#x}); refusing to boot",
+                dtb,
+                is,
+                ie
+            );
         }
         psci_reset();
     }
@@ -247,13 +270,17 @@ extern "C" fn guest_main(dtb: u64) -> ! {
         rsi::realm_boot(dtb, fdt.as_ref(), test);
     }
     set_vbar_if(test);
-    say!("guest: hello from the test guest (test={}, dtb={:#x})", test, dtb);
+    say!(
+        "guest: hello from the test guest (test={}, dtb={:#x})",
+        test,
+        dtb
+    );
     match test {
         "hello" => normal_checks(dtb, fdt.as_ref()),
         "reset" => {
             psci(0x8400_0009, 0, 0, 0);
             say!("guest: SYSTEM_RESET returned!");
-            loop {}
+            psci_reset()
         }
         "stp" => {
             let base = UART.load(Ordering::Relaxed);
@@ -286,7 +313,7 @@ extern "C" fn guest_main(dtb: u64) -> ! {
             // no VBAR set: the guest takes an exception to VBAR 0
             // SAFETY: deliberately undefined.
             unsafe { core::arch::asm!("udf #0") };
-            loop {}
+            psci_reset()
         }
         _ => rsi::realm_tests(test),
     }
@@ -303,14 +330,26 @@ fn normal_checks(dtb: u64, fdt: Option<&fdt_read::Fdt>) -> ! {
     check("entered at EL1", el == 1);
     check("DAIF masked at entry", sysreg!("daif") == 0x3c0);
     let sctlr = sysreg!("sctlr_el1");
-    check("SCTLR_EL1 M=C=I=0", sctlr & ((1 << 0) | (1 << 2) | (1 << 12)) == 0);
+    check(
+        "SCTLR_EL1 M=C=I=0",
+        sctlr & ((1 << 0) | (1 << 2) | (1 << 12)) == 0,
+    );
     check("CPACR_EL1 = 0", sysreg!("cpacr_el1") == 0);
-    check("x0 = DTB, 2 MiB aligned", dtb % (2 << 20) == 0 && fdt.is_some());
+    check(
+        "x0 = DTB, 2 MiB aligned",
+        dtb.is_multiple_of(2 << 20) && fdt.is_some(),
+    );
     if let Some(f) = fdt {
-        let mem = f.prop("/memory", "reg").and_then(|r| fdt_read::cell64(r, 1)).unwrap_or(0);
+        let mem = f
+            .prop("/memory", "reg")
+            .and_then(|r| fdt_read::cell64(r, 1))
+            .unwrap_or(0);
         let expect = 0x8000_0000 + mem.min(256 << 20) - (2 << 20);
         check("DTB at kvmtool's slot", dtb == expect);
-        check("stdout-path = serial0", f.prop_str("/chosen", "stdout-path") == Some("serial0"));
+        check(
+            "stdout-path = serial0",
+            f.prop_str("/chosen", "stdout-path") == Some("serial0"),
+        );
     }
     // 16550 registers
     let b = UART.load(Ordering::Relaxed);
@@ -330,14 +369,25 @@ fn normal_checks(dtb: u64, fdt: Option<&fdt_read::Fdt>) -> ! {
     let t1 = sysreg!("cntpct_el0");
     check("virtual and physical counters readable", t0 != 0 && t1 != 0);
     let typer = mmio_r32(0x3fff_0000 + 4);
-    check("GICD_TYPER readable at 0x3fff0004", typer != 0 && typer != u32::MAX);
+    check(
+        "GICD_TYPER readable at 0x3fff0004",
+        typer != 0 && typer != u32::MAX,
+    );
     // SAFETY: enable the ICC system-register interface at EL1.
-    unsafe { core::arch::asm!("mrs x9, icc_sre_el1", "orr x9, x9, #1", "msr icc_sre_el1, x9", "isb", out("x9") _) };
+    unsafe {
+        core::arch::asm!("mrs x9, icc_sre_el1", "orr x9, x9, #1", "msr icc_sre_el1, x9", "isb", out("x9") _)
+    };
     check("ICC_SRE_EL1.SRE set", sysreg!("icc_sre_el1") & 1 == 1);
     let ver = psci(0x8400_0000, 0, 0, 0);
     check("PSCI_VERSION >= 0.2", ver >= 2);
-    check("PSCI_FEATURES(CPU_ON)", psci(0x8400_000a, 0xc400_0003, 0, 0) == 0);
-    check("PSCI_FEATURES(unknown) = NOT_SUPPORTED", psci(0x8400_000a, 0x8400_00ff, 0, 0) == u64::MAX);
+    check(
+        "PSCI_FEATURES(CPU_ON)",
+        psci(0x8400_000a, 0xc400_0003, 0, 0) == 0,
+    );
+    check(
+        "PSCI_FEATURES(unknown) = NOT_SUPPORTED",
+        psci(0x8400_000a, 0x8400_00ff, 0, 0) == u64::MAX,
+    );
     check("AFFINITY_INFO(0) = ON", psci(0xc400_0004, 0, 0, 0) == 0);
     finish()
 }
@@ -348,14 +398,18 @@ static RELEASE: AtomicBool = AtomicBool::new(false);
 #[unsafe(no_mangle)]
 extern "C" fn guest_secondary(ctx: u64) -> ! {
     let mpidr = sysreg!("mpidr_el1");
-    say!("guest: secondary vCPU up, mpidr={:#x} ctx={:#x}", mpidr, ctx);
+    say!(
+        "guest: secondary vCPU up, mpidr={:#x} ctx={:#x}",
+        mpidr,
+        ctx
+    );
     SECONDARY_RAN.store(ctx, Ordering::SeqCst);
     while !RELEASE.load(Ordering::SeqCst) {
         core::hint::spin_loop();
     }
     psci(0x8400_0002, 0, 0, 0); // CPU_OFF
     say!("guest: CPU_OFF returned!");
-    loop {}
+    psci_reset()
 }
 
 fn smp_test() -> ! {
@@ -365,14 +419,23 @@ fn smp_test() -> ! {
         let r2 = psci(0xc400_0003, 1, secondary_start as *const () as u64, 0) as i64;
         r2 == -4 || r2 == -5
     });
-    check("CPU_ON(7) = INVALID_PARAMETERS", psci(0xc400_0003, 7, 0, 0) as i64 == -2);
+    check(
+        "CPU_ON(7) = INVALID_PARAMETERS",
+        psci(0xc400_0003, 7, 0, 0) as i64 == -2,
+    );
     let mut n = 0u64;
     while SECONDARY_RAN.load(Ordering::SeqCst) != 0x1234 && n < 100_000_000 {
         n += 1;
         core::hint::spin_loop();
     }
-    check("secondary ran with its context id", SECONDARY_RAN.load(Ordering::SeqCst) == 0x1234);
-    check("AFFINITY_INFO(1) = ON while it runs", psci(0xc400_0004, 1, 0, 0) == 0);
+    check(
+        "secondary ran with its context id",
+        SECONDARY_RAN.load(Ordering::SeqCst) == 0x1234,
+    );
+    check(
+        "AFFINITY_INFO(1) = ON while it runs",
+        psci(0xc400_0004, 1, 0, 0) == 0,
+    );
     RELEASE.store(true, Ordering::SeqCst);
     let mut off = false;
     for _ in 0..10_000_000 {
@@ -386,7 +449,10 @@ fn smp_test() -> ! {
 }
 
 pub fn image_range() -> (u64, u64) {
-    (&raw const __image_start as u64, &raw const __image_end as u64)
+    (
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    )
 }
 
 pub fn set_uart(base: u64) {

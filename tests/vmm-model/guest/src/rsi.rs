@@ -100,9 +100,17 @@ pub fn realm_boot(_dtb: u64, fdt: Option<&Fdt>, _test: &str) {
     let shared = 1u64 << (bits - 1);
     SHARED.store(shared, Ordering::Relaxed);
     crate::set_uart(0x0100_0000 | shared);
-    say!("guest: realm, RSI 1.0 ok, IPA width {}, shared bit {:#x}, UART via the alias", bits, shared);
+    say!(
+        "guest: realm, RSI 1.0 ok, IPA width {}, shared bit {:#x}, UART via the alias",
+        bits,
+        shared
+    );
     if base.checked_add(size).is_none_or(|end| end > shared) {
-        say!("guest: DTB memory [{:#x}, +{:#x}) lies beyond the protected IPA space; halting", base, size);
+        say!(
+            "guest: DTB memory [{:#x}, +{:#x}) lies beyond the protected IPA space; halting",
+            base,
+            size
+        );
         crate::psci_reset();
     }
     let end_ripas = ripas_get(base + size - 4096);
@@ -112,7 +120,12 @@ pub fn realm_boot(_dtb: u64, fdt: Option<&Fdt>, _test: &str) {
         say!("guest: cannot make RAM RIPAS RAM; halting");
         crate::psci_reset();
     }
-    say!("guest: RAM [{:#x}, {:#x}) is RIPAS RAM after {} IPA_STATE_SET call(s)", base, base + size, SET_CALLS.load(Ordering::Relaxed));
+    say!(
+        "guest: RAM [{:#x}, {:#x}) is RIPAS RAM after {} IPA_STATE_SET call(s)",
+        base,
+        base + size,
+        SET_CALLS.load(Ordering::Relaxed)
+    );
 }
 
 fn hex(b: &[u8], out: &mut [u8]) -> usize {
@@ -138,69 +151,166 @@ fn realm_checks() -> ! {
     let shared = SHARED.load(Ordering::Relaxed);
     // VERSION negotiation (TF-RMM main: 1.0 and 1.1).
     let v = rsi(&[RSI_VERSION, 0x1_0001]);
-    check("RSI_VERSION(1.1) = SUCCESS, lower 1.1, higher 1.1", v[0] == SUCCESS && v[1] == 0x1_0001 && v[2] == 0x1_0001);
+    check(
+        "RSI_VERSION(1.1) = SUCCESS, lower 1.1, higher 1.1",
+        v[0] == SUCCESS && v[1] == 0x1_0001 && v[2] == 0x1_0001,
+    );
     let v = rsi(&[RSI_VERSION, 0x2_0000]);
-    check("RSI_VERSION(2.0) = ERROR_INPUT, 1.1", v[0] == ERROR_INPUT && v[1] == 0x1_0001 && v[2] == 0x1_0001);
+    check(
+        "RSI_VERSION(2.0) = ERROR_INPUT, 1.1",
+        v[0] == ERROR_INPUT && v[1] == 0x1_0001 && v[2] == 0x1_0001,
+    );
     let f = rsi(&[RSI_FEATURES, 0]);
     check("RSI_FEATURES(0) = 0", f[0] == SUCCESS && f[1] == 0);
-    check("IPA width 33 with <= 2 GiB", IPA_BITS.load(Ordering::Relaxed) == 33 || size > (2 << 30));
+    check(
+        "IPA width 33 with <= 2 GiB",
+        IPA_BITS.load(Ordering::Relaxed) == 33 || size > (2 << 30),
+    );
     // SAFETY: the config granule was written by the RMM.
     let algo = unsafe { core::ptr::read_volatile((&raw const CONFIG as u64 + 8) as *const u8) };
     check("REALM_CONFIG hash algorithm = SHA-256 (byte @8)", algo == 0);
     // SAFETY: as above.
     let rpv0 = unsafe { core::ptr::read_volatile((&raw const CONFIG as u64 + 0x200) as *const u8) };
     say!("guest: RPV first byte {:#x}", rpv0);
-    check("REALM_CONFIG unaligned = ERROR_INPUT", rsi(&[RSI_REALM_CONFIG, &raw const CONFIG as u64 + 8])[0] == ERROR_INPUT);
-    check("REALM_CONFIG outside the protected half = ERROR_INPUT", rsi(&[RSI_REALM_CONFIG, shared | base])[0] == ERROR_INPUT);
+    check(
+        "REALM_CONFIG unaligned = ERROR_INPUT",
+        rsi(&[RSI_REALM_CONFIG, &raw const CONFIG as u64 + 8])[0] == ERROR_INPUT,
+    );
+    check(
+        "REALM_CONFIG outside the protected half = ERROR_INPUT",
+        rsi(&[RSI_REALM_CONFIG, shared | base])[0] == ERROR_INPUT,
+    );
 
     // Measurements.
     let rim = rsi(&[RSI_MEASUREMENT_READ, 0]);
-    check("MEASUREMENT_READ(RIM)", rim[0] == SUCCESS && rim[1..5].iter().any(|&w| w != 0) && rim[5..9].iter().all(|&w| w == 0));
+    check(
+        "MEASUREMENT_READ(RIM)",
+        rim[0] == SUCCESS && rim[1..5].iter().any(|&w| w != 0) && rim[5..9].iter().all(|&w| w == 0),
+    );
     let mut hx = [0u8; 128];
     let n = hex(&words_to_bytes(&rim[1..9])[..32], &mut hx);
-    say!("guest: RIM {}", core::str::from_utf8(&hx[..n]).unwrap_or("?"));
-    check("MEASUREMENT_READ(5) = ERROR_INPUT", rsi(&[RSI_MEASUREMENT_READ, 5])[0] == ERROR_INPUT);
+    say!(
+        "guest: RIM {}",
+        core::str::from_utf8(&hx[..n]).unwrap_or("?")
+    );
+    check(
+        "MEASUREMENT_READ(5) = ERROR_INPUT",
+        rsi(&[RSI_MEASUREMENT_READ, 5])[0] == ERROR_INPUT,
+    );
     let before = rsi(&[RSI_MEASUREMENT_READ, 1]);
     let data: [u64; 8] = [0x1122_3344_5566_7788, 2, 3, 4, 5, 6, 7, 8];
-    let e = rsi(&[RSI_MEASUREMENT_EXTEND, 1, 40, data[0], data[1], data[2], data[3], data[4], data[5], data[6], data[7]]);
+    let e = rsi(&[
+        RSI_MEASUREMENT_EXTEND,
+        1,
+        40,
+        data[0],
+        data[1],
+        data[2],
+        data[3],
+        data[4],
+        data[5],
+        data[6],
+        data[7],
+    ]);
     check("MEASUREMENT_EXTEND(REM0, 40 bytes)", e[0] == SUCCESS);
     let after = rsi(&[RSI_MEASUREMENT_READ, 1]);
     let mut h = crate::sha256::Sha256::new();
     h.update(&words_to_bytes(&before[1..9])[..32]);
     h.update(&words_to_bytes(&data)[..40]);
     let want = h.finish();
-    check("REM0 = SHA-256(old REM0 || data)", words_to_bytes(&after[1..9])[..32] == want);
-    check("MEASUREMENT_EXTEND(RIM) = ERROR_INPUT", rsi(&[RSI_MEASUREMENT_EXTEND, 0, 8])[0] == ERROR_INPUT);
-    check("MEASUREMENT_EXTEND(size 65) = ERROR_INPUT", rsi(&[RSI_MEASUREMENT_EXTEND, 2, 65])[0] == ERROR_INPUT);
+    check(
+        "REM0 = SHA-256(old REM0 || data)",
+        words_to_bytes(&after[1..9])[..32] == want,
+    );
+    check(
+        "MEASUREMENT_EXTEND(RIM) = ERROR_INPUT",
+        rsi(&[RSI_MEASUREMENT_EXTEND, 0, 8])[0] == ERROR_INPUT,
+    );
+    check(
+        "MEASUREMENT_EXTEND(size 65) = ERROR_INPUT",
+        rsi(&[RSI_MEASUREMENT_EXTEND, 2, 65])[0] == ERROR_INPUT,
+    );
 
     // RIPAS.
     let g = rsi(&[RSI_IPA_STATE_GET, base, base + size]);
-    check("IPA_STATE_GET(RAM) = RAM up to the end", g[0] == SUCCESS && g[1] == base + size && g[2] == 1);
-    check("IPA_STATE_GET(device IPA) = EMPTY", ripas_get(0x0100_0000) == 0);
-    check("IPA_STATE_GET(end beyond PAR) = ERROR_INPUT", rsi(&[RSI_IPA_STATE_GET, base, shared + 4096])[0] == ERROR_INPUT);
-    check("IPA_STATE_SET(ripas 2) = ERROR_INPUT", rsi(&[RSI_IPA_STATE_SET, base, base + 4096, 2, 0])[0] == ERROR_INPUT);
-    check("IPA_STATE_SET(unaligned) = ERROR_INPUT", rsi(&[RSI_IPA_STATE_SET, base + 8, base + 4096, 1, 0])[0] == ERROR_INPUT);
-    check("IPA_STATE_SET(top <= base) = ERROR_INPUT", rsi(&[RSI_IPA_STATE_SET, base + 4096, base + 4096, 1, 0])[0] == ERROR_INPUT);
-    check("IPA_STATE_SET(beyond PAR) = ERROR_INPUT", rsi(&[RSI_IPA_STATE_SET, base, shared + 4096, 1, 0])[0] == ERROR_INPUT);
+    check(
+        "IPA_STATE_GET(RAM) = RAM up to the end",
+        g[0] == SUCCESS && g[1] == base + size && g[2] == 1,
+    );
+    check(
+        "IPA_STATE_GET(device IPA) = EMPTY",
+        ripas_get(0x0100_0000) == 0,
+    );
+    check(
+        "IPA_STATE_GET(end beyond PAR) = ERROR_INPUT",
+        rsi(&[RSI_IPA_STATE_GET, base, shared + 4096])[0] == ERROR_INPUT,
+    );
+    check(
+        "IPA_STATE_SET(ripas 2) = ERROR_INPUT",
+        rsi(&[RSI_IPA_STATE_SET, base, base + 4096, 2, 0])[0] == ERROR_INPUT,
+    );
+    check(
+        "IPA_STATE_SET(unaligned) = ERROR_INPUT",
+        rsi(&[RSI_IPA_STATE_SET, base + 8, base + 4096, 1, 0])[0] == ERROR_INPUT,
+    );
+    check(
+        "IPA_STATE_SET(top <= base) = ERROR_INPUT",
+        rsi(&[RSI_IPA_STATE_SET, base + 4096, base + 4096, 1, 0])[0] == ERROR_INPUT,
+    );
+    check(
+        "IPA_STATE_SET(beyond PAR) = ERROR_INPUT",
+        rsi(&[RSI_IPA_STATE_SET, base, shared + 4096, 1, 0])[0] == ERROR_INPUT,
+    );
     // Share one page: EMPTY, then use it through the alias, then take it back.
     let page = base + size - 0x10_0000;
-    check("IPA_STATE_SET(page, EMPTY, CHANGE_DESTROYED)", set_ripas(page, page + 4096, 0, 1));
+    check(
+        "IPA_STATE_SET(page, EMPTY, CHANGE_DESTROYED)",
+        set_ripas(page, page + 4096, 0, 1),
+    );
     check("IPA_STATE_GET(page) = EMPTY", ripas_get(page) == 0);
     // SAFETY: the shared alias of a page this guest just made EMPTY.
     unsafe { core::ptr::write_volatile((page | shared) as *mut u64, 0xfeed) };
     // SAFETY: as above.
-    check("shared page usable through the alias", unsafe { core::ptr::read_volatile((page | shared) as *const u64) } == 0xfeed);
-    check("IPA_STATE_SET(page, RAM)", set_ripas(page, page + 4096, 1, 0));
+    check(
+        "shared page usable through the alias",
+        unsafe { core::ptr::read_volatile((page | shared) as *const u64) } == 0xfeed,
+    );
+    check(
+        "IPA_STATE_SET(page, RAM)",
+        set_ripas(page, page + 4096, 1, 0),
+    );
     // SAFETY: the page is RIPAS RAM again.
-    check("re-accepted page reads as zero", unsafe { core::ptr::read_volatile(page as *const u64) } == 0);
+    check(
+        "re-accepted page reads as zero",
+        unsafe { core::ptr::read_volatile(page as *const u64) } == 0,
+    );
 
     // Attestation.
     let tok0 = &raw mut TOKEN as u64;
-    check("TOKEN_CONTINUE before INIT = ERROR_STATE", rsi(&[RSI_TOKEN_CONTINUE, tok0, 0, 4096])[0] == ERROR_STATE);
+    check(
+        "TOKEN_CONTINUE before INIT = ERROR_STATE",
+        rsi(&[RSI_TOKEN_CONTINUE, tok0, 0, 4096])[0] == ERROR_STATE,
+    );
     let ch: [u64; 8] = [0x6368_616c_6c65_6e67, 1, 2, 3, 4, 5, 6, 7];
-    let i = rsi(&[RSI_TOKEN_INIT, ch[0], ch[1], ch[2], ch[3], ch[4], ch[5], ch[6], ch[7]]);
-    check("TOKEN_INIT = SUCCESS with an upper bound", i[0] == SUCCESS && i[1] >= 512);
-    check("TOKEN_CONTINUE(offset+size > 4096) = ERROR_INPUT", rsi(&[RSI_TOKEN_CONTINUE, tok0, 4000, 200])[0] == ERROR_INPUT);
+    let i = rsi(&[
+        RSI_TOKEN_INIT,
+        ch[0],
+        ch[1],
+        ch[2],
+        ch[3],
+        ch[4],
+        ch[5],
+        ch[6],
+        ch[7],
+    ]);
+    check(
+        "TOKEN_INIT = SUCCESS with an upper bound",
+        i[0] == SUCCESS && i[1] >= 512,
+    );
+    check(
+        "TOKEN_CONTINUE(offset+size > 4096) = ERROR_INPUT",
+        rsi(&[RSI_TOKEN_CONTINUE, tok0, 4000, 200])[0] == ERROR_INPUT,
+    );
     let mut total = 0u64;
     let mut calls = 0;
     let ok = loop {
@@ -224,24 +334,48 @@ fn realm_checks() -> ! {
     say!("guest: token {} bytes in {} call(s)", total, calls);
     // SAFETY: the token pages were written by the RMM.
     let tok = unsafe { core::slice::from_raw_parts(tok0 as *const u8, total as usize) };
-    check("token is a CCA token (CBOR tag 399)", tok.len() > 3 && tok[..3] == [0xd9, 0x01, 0x8f]);
+    check(
+        "token is a CCA token (CBOR tag 399)",
+        tok.len() > 3 && tok[..3] == [0xd9, 0x01, 0x8f],
+    );
     let mut line = [0u8; 128];
     for chunk in tok.chunks(64) {
         let n = hex(chunk, &mut line);
-        say!("guest: token: {}", core::str::from_utf8(&line[..n]).unwrap_or("?"));
+        say!(
+            "guest: token: {}",
+            core::str::from_utf8(&line[..n]).unwrap_or("?")
+        );
     }
-    check("TOKEN_CONTINUE after SUCCESS = ERROR_STATE", rsi(&[RSI_TOKEN_CONTINUE, tok0, 0, 4096])[0] == ERROR_STATE);
+    check(
+        "TOKEN_CONTINUE after SUCCESS = ERROR_STATE",
+        rsi(&[RSI_TOKEN_CONTINUE, tok0, 0, 4096])[0] == ERROR_STATE,
+    );
 
     // Host call.
     let hc = &raw mut HOSTCALL as u64;
     // SAFETY: our own RAM page.
     unsafe { core::ptr::write_volatile(hc as *mut u32, 0x42) };
-    check("HOST_CALL = SUCCESS", rsi(&[RSI_HOST_CALL, hc])[0] == SUCCESS);
-    check("HOST_CALL(misaligned) = ERROR_INPUT", rsi(&[RSI_HOST_CALL, hc + 8])[0] == ERROR_INPUT);
+    check(
+        "HOST_CALL = SUCCESS",
+        rsi(&[RSI_HOST_CALL, hc])[0] == SUCCESS,
+    );
+    check(
+        "HOST_CALL(misaligned) = ERROR_INPUT",
+        rsi(&[RSI_HOST_CALL, hc + 8])[0] == ERROR_INPUT,
+    );
     // PSCI / SMCCC over SMC.
-    check("SMCCC_VERSION over SMC", smccc(true, [0x8000_0000, 0, 0, 0])[0] >= 0x1_0000);
-    check("PSCI_VERSION over SMC", smccc(true, [0x8400_0000, 0, 0, 0])[0] >= 2);
-    check("unknown SMC = NOT_SUPPORTED", smccc(true, [0xc300_0042, 0, 0, 0])[0] == u64::MAX);
+    check(
+        "SMCCC_VERSION over SMC",
+        smccc(true, [0x8000_0000, 0, 0, 0])[0] >= 0x1_0000,
+    );
+    check(
+        "PSCI_VERSION over SMC",
+        smccc(true, [0x8400_0000, 0, 0, 0])[0] >= 2,
+    );
+    check(
+        "unknown SMC = NOT_SUPPORTED",
+        smccc(true, [0xc300_0042, 0, 0, 0])[0] == u64::MAX,
+    );
     crate::finish_pub()
 }
 

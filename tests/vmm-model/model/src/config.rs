@@ -47,7 +47,7 @@ fn parse_num(s: &str) -> Option<u64> {
 
 fn unhex(s: &str, out: &mut [u8]) -> Option<usize> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 || b.len() / 2 > out.len() {
+    if !b.len().is_multiple_of(2) || b.len() / 2 > out.len() {
         return None;
     }
     let d = |c: u8| (c as char).to_digit(16);
@@ -162,11 +162,19 @@ impl Config {
     }
 
     pub fn dump_path(&self) -> Option<&[u8]> {
-        if self.dump_len == 0 { None } else { Some(&self.dump[..self.dump_len]) }
+        if self.dump_len == 0 {
+            None
+        } else {
+            Some(&self.dump[..self.dump_len])
+        }
     }
 
     /// The unprotected-alias bit in realm mode.
     pub fn shared_bit(&self) -> u64 {
-        if self.realm { 1 << (self.ipa_bits - 1) } else { 0 }
+        if self.realm {
+            1 << (self.ipa_bits - 1)
+        } else {
+            0
+        }
     }
 }

@@ -55,8 +55,10 @@ struct Devices {
     rtc_index: u8,
 }
 
-static DEV: SpinLock<Devices> =
-    SpinLock::new(Devices { uart: [Uart::RESET; layout::UART_COUNT as usize], rtc_index: 0 });
+static DEV: SpinLock<Devices> = SpinLock::new(Devices {
+    uart: [Uart::RESET; layout::UART_COUNT as usize],
+    rtc_index: 0,
+});
 
 pub static UNHANDLED_MMIO: AtomicU64 = AtomicU64::new(0);
 
@@ -169,9 +171,13 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
     if addr == layout::RTC_IPA {
         return d.rtc_index as u64;
     }
-    if addr >= layout::ECAM_IPA && addr < layout::ECAM_IPA + layout::ECAM_SIZE {
+    if (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
         // no device on the bus: all ones
-        return if size == 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+        return if size == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (size * 8)) - 1
+        };
     }
     drop(d);
     unhandled("read", addr, size, 0);
@@ -193,7 +199,7 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
     if addr == layout::RTC_IPA + 1 {
         return; // time setting ignored
     }
-    if addr >= layout::ECAM_IPA && addr < layout::ECAM_IPA + layout::ECAM_SIZE {
+    if (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
         return;
     }
     drop(d);
@@ -204,6 +210,12 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
 fn unhandled(what: &str, addr: u64, size: u64, val: u64) {
     let n = UNHANDLED_MMIO.fetch_add(1, Ordering::Relaxed);
     if n < 16 {
-        log!("warning: ignoring MMIO {} of {} byte(s) at {:#x} (value {:#x}): no device", what, size, addr, val);
+        log!(
+            "warning: ignoring MMIO {} of {} byte(s) at {:#x} (value {:#x}): no device",
+            what,
+            size,
+            addr,
+            val
+        );
     }
 }

@@ -20,7 +20,13 @@ const RSV: usize = 16; // one empty memory-reservation entry
 
 impl<'a> FdtWriter<'a> {
     pub fn new(buf: &'a mut [u8]) -> Self {
-        FdtWriter { buf, st: [0; 1024], st_len: 0, len: HDR + RSV, ok: true }
+        FdtWriter {
+            buf,
+            st: [0; 1024],
+            st_len: 0,
+            len: HDR + RSV,
+            ok: true,
+        }
     }
     fn put(&mut self, b: &[u8]) {
         if self.len + b.len() > self.buf.len() {
@@ -34,7 +40,7 @@ impl<'a> FdtWriter<'a> {
         self.put(&v.to_be_bytes());
     }
     fn pad(&mut self) {
-        while self.len % 4 != 0 {
+        while !self.len.is_multiple_of(4) {
             self.put(&[0]);
         }
     }
@@ -42,7 +48,10 @@ impl<'a> FdtWriter<'a> {
         let nb = name.as_bytes();
         let mut i = 0;
         while i < self.st_len {
-            let end = i + self.st[i..self.st_len].iter().position(|&c| c == 0).unwrap_or(0);
+            let end = i + self.st[i..self.st_len]
+                .iter()
+                .position(|&c| c == 0)
+                .unwrap_or(0);
             if &self.st[i..end] == nb {
                 return i as u32;
             }
@@ -190,7 +199,10 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     };
     w.begin("memory");
     w.prop_str("device_type", "memory");
-    w.prop_cells("reg", &[hi(ram_base), lo(ram_base), hi(mem_end), lo(mem_end)]);
+    w.prop_cells(
+        "reg",
+        &[hi(ram_base), lo(ram_base), hi(mem_end), lo(mem_end)],
+    );
     w.end();
 
     w.begin("cpus");
@@ -275,8 +287,20 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     w.prop_cells(
         "ranges",
         &[
-            0x0100_0000, 0, 0, 0, 0, 0, 0x1_0000, // I/O
-            0x0200_0000, 0, 0x5000_0000, 0, 0x5000_0000, 0, 0x3000_0000, // MEM32
+            0x0100_0000,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x1_0000, // I/O
+            0x0200_0000,
+            0,
+            0x5000_0000,
+            0,
+            0x5000_0000,
+            0,
+            0x3000_0000, // MEM32
         ],
     );
     w.prop_cells("msi-parent", &[2]);

@@ -8,15 +8,15 @@
 mod config;
 mod devices;
 mod dtb;
-mod layout;
-mod realm;
-mod s2;
-mod sys;
 #[path = "../../common/fdt_read.rs"]
 #[allow(dead_code)]
 mod fdt_read;
+mod layout;
+mod realm;
+mod s2;
 #[path = "../../common/sha256.rs"]
 mod sha256;
+mod sys;
 mod token;
 
 use config::{Config, Misbehave};
@@ -56,8 +56,15 @@ const PSCI_ON: u32 = 1;
 const PSCI_PENDING: u32 = 2;
 
 static CPU_STATE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(PSCI_OFF) }; MAX_CPUS];
-static mut VCPUS: [VCpu; MAX_CPUS] =
-    [const { VCpu { x: [0; 31], idx: 0, last_inject: u64::MAX, entry: 0, ctx: 0 } }; MAX_CPUS];
+static mut VCPUS: [VCpu; MAX_CPUS] = [const {
+    VCpu {
+        x: [0; 31],
+        idx: 0,
+        last_inject: u64::MAX,
+        entry: 0,
+        ctx: 0,
+    }
+}; MAX_CPUS];
 
 /// Set once by the boot CPU before any guest runs, then read-only.
 static mut CONFIG: Option<Config> = None;
@@ -115,7 +122,10 @@ fn read_qemu_args() -> &'static str {
         Some(f) => f,
         None => fatal(format_args!("no QEMU DTB at {:#x}", layout::QEMU_DTB)),
     };
-    let qemu_mem = fdt.prop("/memory", "reg").and_then(|r| fdt_read::cell64(r, 1)).unwrap_or(0);
+    let qemu_mem = fdt
+        .prop("/memory", "reg")
+        .and_then(|r| fdt_read::cell64(r, 1))
+        .unwrap_or(0);
     QEMU_MEM.store(qemu_mem, Ordering::Relaxed);
     fdt.prop_str("/chosen", "bootargs").unwrap_or("")
 }
@@ -129,23 +139,39 @@ extern "C" fn rust_entry(cpu: usize, current_el: u64) -> ! {
         s2::el2_mmu_enable_secondary();
     }
     if (current_el >> 2) & 3 != 2 {
-        fatal(format_args!("model entered at EL{}, needs EL2", (current_el >> 2) & 3));
+        fatal(format_args!(
+            "model entered at EL{}, needs EL2",
+            (current_el >> 2) & 3
+        ));
     }
-    if cpu == 0 { boot_primary() } else { boot_secondary(cpu) }
+    if cpu == 0 {
+        boot_primary()
+    } else {
+        boot_secondary(cpu)
+    }
 }
 
 fn boot_primary() -> ! {
     let args = read_qemu_args();
     let c = match Config::parse(args) {
         Ok(c) => c,
-        Err(e) => stop(status::CONFIG_ERROR, format_args!("bad model arguments ({}): {:?}", e, args)),
+        Err(e) => stop(
+            status::CONFIG_ERROR,
+            format_args!("bad model arguments ({}): {:?}", e, args),
+        ),
     };
     let need = layout::GUEST_RAM_PA - layout::QEMU_RAM + c.mem_bytes();
     if QEMU_MEM.load(Ordering::Relaxed) < need {
-        stop(status::CONFIG_ERROR, format_args!("QEMU -m too small: need {} MiB", need >> 20));
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("QEMU -m too small: need {} MiB", need >> 20),
+        );
     }
     if c.img_addr < layout::STAGING || c.img_addr + c.img_size > layout::STAGING_END {
-        stop(status::CONFIG_ERROR, format_args!("image staging area out of range"));
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("image staging area out of range"),
+        );
     }
     // SAFETY: single-threaded here (no other CPU is on yet).
     unsafe { *core::ptr::addr_of_mut!(CONFIG) = Some(c) };
@@ -157,7 +183,11 @@ fn boot_primary() -> ! {
         layout::RAM_IPA,
         c.cpus,
         c.ipa_bits,
-        if c.misbehave != Misbehave::None { ", host misbehaving" } else { "" }
+        if c.misbehave != Misbehave::None {
+            ", host misbehaving"
+        } else {
+            ""
+        }
     );
     if c.timeout_s != 0 {
         let f = mrs!("cntfrq_el0");
@@ -186,7 +216,10 @@ fn boot_primary() -> ! {
     }
     let kern = ram + text_offset;
     if kern + c.img_size > limit {
-        stop(status::CONFIG_ERROR, format_args!("kernel image too big to contain in guest memory"));
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("kernel image too big to contain in guest memory"),
+        );
     }
     let dst = (kern - ram + layout::GUEST_RAM_PA) as *mut u8;
     // SAFETY: destination is guest RAM (QEMU RAM, checked above), disjoint
@@ -195,24 +228,30 @@ fn boot_primary() -> ! {
     log!("loaded kernel to {:#x} ({} bytes)", kern, img.len());
 
     // ---- the DTB
-    let mut dtb_addr = (limit - (dtb::FDT_MAX_SIZE as u64 + (2 << 20)) + (2 << 20) - 1) & !((2 << 20) - 1);
+    let mut dtb_addr =
+        (limit - (dtb::FDT_MAX_SIZE as u64 + (2 << 20)) + (2 << 20) - 1) & !((2 << 20) - 1);
     if c.misbehave == Misbehave::DtbOverlapImage {
         // Inside the image's memory footprint (header image_size), just
         // after the file: where the guest's .bss lies.
         dtb_addr = (kern + c.img_size + 0xfff) & !0xfff;
     } else if dtb_addr < kern + c.img_size {
-        stop(status::CONFIG_ERROR, format_args!("fdt overlaps with kernel image"));
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("fdt overlaps with kernel image"),
+        );
     }
     let mut buf = [0u8; dtb::FDT_MAX_SIZE];
-    let Some(dtb_size) = dtb::build(c, &mut buf) else { fatal(format_args!("DTB too large")) };
+    let Some(dtb_size) = dtb::build(c, &mut buf) else {
+        fatal(format_args!("DTB too large"))
+    };
     let ddst = (dtb_addr - ram + layout::GUEST_RAM_PA) as *mut u8;
     // SAFETY: destination is guest RAM.
     unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), ddst, dtb_size) };
     log!("placing fdt at {:#x} ({} bytes)", dtb_addr, dtb_size);
-    if let Some(p) = c.dump_path() {
-        if !sys::write_host_file(p, &buf[..dtb_size]) {
-            fatal(format_args!("cannot write the DTB dump file"));
-        }
+    if let Some(p) = c.dump_path()
+        && !sys::write_host_file(p, &buf[..dtb_size])
+    {
+        fatal(format_args!("cannot write the DTB dump file"));
     }
 
     // ---- stage 2
@@ -225,11 +264,35 @@ fn boot_primary() -> ! {
     let n = c.cpus as u64;
     let gicr = layout::GICD_IPA - n * layout::GICR_STRIDE;
     let gits = gicr - layout::GITS_SIZE;
-    s2.map_range(sb | layout::GICD_IPA, layout::QEMU_GICD, layout::GICD_SIZE, s2::DEVICE, true);
-    s2.map_range(sb | gicr, layout::QEMU_GICR, n * layout::GICR_STRIDE, s2::DEVICE, true);
-    s2.map_range(sb | gits, layout::QEMU_GITS, layout::GITS_SIZE, s2::DEVICE, true);
+    s2.map_range(
+        sb | layout::GICD_IPA,
+        layout::QEMU_GICD,
+        layout::GICD_SIZE,
+        s2::DEVICE,
+        true,
+    );
+    s2.map_range(
+        sb | gicr,
+        layout::QEMU_GICR,
+        n * layout::GICR_STRIDE,
+        s2::DEVICE,
+        true,
+    );
+    s2.map_range(
+        sb | gits,
+        layout::QEMU_GITS,
+        layout::GITS_SIZE,
+        s2::DEVICE,
+        true,
+    );
     if c.realm {
-        realm::init(c, kern, c.img_size.max(hdr_image_size), dtb_addr, &buf[..dtb_size]);
+        realm::init(
+            c,
+            kern,
+            c.img_size.max(hdr_image_size),
+            dtb_addr,
+            &buf[..dtb_size],
+        );
     } else {
         s2.map_range(ram, layout::GUEST_RAM_PA, ram_size, s2::NORMAL, false);
     }
@@ -328,7 +391,10 @@ pub static EXITS: AtomicU64 = AtomicU64::new(0);
 extern "C" fn rust_trap(v: &mut VCpu, kind: u64) {
     EXITS.fetch_add(1, Ordering::Relaxed);
     if sys::now_ticks() > DEADLINE.load(Ordering::Relaxed) {
-        stop(status::TIMEOUT, format_args!("TIMEOUT: guest still running after {} s", cfg().timeout_s));
+        stop(
+            status::TIMEOUT,
+            format_args!("TIMEOUT: guest still running after {} s", cfg().timeout_s),
+        );
     }
     let esr = mrs!("esr_el2");
     let elr = mrs!("elr_el2");
@@ -438,7 +504,11 @@ fn data_abort(v: &mut VCpu, esr: u64, elr: u64) {
     let addr = ipa & !c.shared_bit();
     if write {
         let val = if srt == 31 { 0 } else { v.x[srt] };
-        let val = if size == 8 { val } else { val & ((1u64 << (size * 8)) - 1) };
+        let val = if size == 8 {
+            val
+        } else {
+            val & ((1u64 << (size * 8)) - 1)
+        };
         devices::mmio_write(addr, size, val);
     } else {
         let mut val = devices::mmio_read(addr, size);
@@ -472,7 +542,10 @@ pub fn inject_sync(v: &mut VCpu, esr: u64, far: Option<u64>, pc: u64) {
     if v.last_inject == target && pc == target {
         stop(
             status::GUEST_EXCEPTION,
-            format_args!("GUEST EXCEPTION: the guest faulted in its own exception vector at {:#x}", pc),
+            format_args!(
+                "GUEST EXCEPTION: the guest faulted in its own exception vector at {:#x}",
+                pc
+            ),
         );
     }
     v.last_inject = target;
@@ -555,12 +628,19 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
         (_, PSCI_VERSION) => 0x1_0001, // PSCI 1.1
         (_, PSCI_FEATURES) => {
             let q = v.x[1] & 0xffff_ffff;
-            if is_known_psci(q) && q != SMCCC_ARCH_FEATURES { 0 } else { NOT_SUPPORTED }
+            if is_known_psci(q) && q != SMCCC_ARCH_FEATURES {
+                0
+            } else {
+                NOT_SUPPORTED
+            }
         }
         (_, PSCI_CPU_SUSPEND) => 0,
         (_, PSCI_MIGRATE_INFO_TYPE) => 2, // no migration needed
         (_, PSCI_SYSTEM_OFF) => stop(status::SYSTEM_OFF, format_args!("guest: PSCI SYSTEM_OFF")),
-        (_, PSCI_SYSTEM_RESET) => stop(status::SYSTEM_RESET, format_args!("guest: PSCI SYSTEM_RESET")),
+        (_, PSCI_SYSTEM_RESET) => stop(
+            status::SYSTEM_RESET,
+            format_args!("guest: PSCI SYSTEM_RESET"),
+        ),
         (_, PSCI_CPU_OFF) => {
             CPU_STATE[v.idx].store(PSCI_OFF, Ordering::SeqCst);
             smc_to_qemu(PSCI_CPU_OFF, 0, 0, 0);
@@ -574,7 +654,12 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
             } else if realm && (v.x[2] >= 1 << (cfg().ipa_bits - 1)) {
                 -9i64 as u64 // INVALID_ADDRESS: entry outside the protected space
             } else {
-                match CPU_STATE[target].compare_exchange(PSCI_OFF, PSCI_PENDING, Ordering::SeqCst, Ordering::SeqCst) {
+                match CPU_STATE[target].compare_exchange(
+                    PSCI_OFF,
+                    PSCI_PENDING,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
                     Err(PSCI_ON) => ALREADY_ON,
                     Err(_) => ON_PENDING,
                     Ok(_) => {
@@ -582,7 +667,12 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
                         let t = unsafe { &mut (*core::ptr::addr_of_mut!(VCPUS))[target] };
                         t.entry = v.x[2];
                         t.ctx = v.x[3];
-                        let r = smc_to_qemu(0xc400_0003, target as u64, secondary_entry as *const () as u64, target as u64);
+                        let r = smc_to_qemu(
+                            0xc400_0003,
+                            target as u64,
+                            secondary_entry as *const () as u64,
+                            target as u64,
+                        );
                         if r != 0 {
                             CPU_STATE[target].store(PSCI_OFF, Ordering::SeqCst);
                             log!("QEMU PSCI CPU_ON({}) failed: {:#x}", target, r);

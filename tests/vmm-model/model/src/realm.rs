@@ -167,7 +167,9 @@ fn rim_rec(rim: &mut [u8; 64], runnable: bool, pc: u64, x0: u64) {
 /// parameters, the populated image and DTB granules, and the RECs.
 pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     let granules = c.mem_bytes() / GRANULE;
-    let Some(ripas) = crate::s2::alloc(granules) else { crate::fatal(format_args!("pool exhausted")) };
+    let Some(ripas) = crate::s2::alloc(granules) else {
+        crate::fatal(format_args!("pool exhausted"))
+    };
     let token_bufs = match crate::s2::alloc((TOKEN_BUF_SIZE * crate::MAX_CPUS) as u64) {
         Some(a) => a,
         None => crate::fatal(format_args!("pool exhausted")),
@@ -188,7 +190,13 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     let ram = layout::RAM_IPA;
     let sb = c.shared_bit();
     // Unprotected alias of RAM: shared memory, the same host pages.
-    s2.map_range(sb | ram, layout::GUEST_RAM_PA, c.mem_bytes(), crate::s2::NORMAL, false);
+    s2.map_range(
+        sb | ram,
+        layout::GUEST_RAM_PA,
+        c.mem_bytes(),
+        crate::s2::NORMAL,
+        false,
+    );
 
     // RIM: realm parameters (flags0, s2sz, sve_vl, num_bps, num_wps,
     // pmu_num_ctrs, algorithm; everything else zero).
@@ -200,7 +208,11 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     let kend = (kern + kern_size + GRANULE - 1) & !(GRANULE - 1);
     let dend = dtb + crate::dtb::FDT_MAX_SIZE as u64;
     // Populated (measured) granules, ascending IPA.
-    let (first, second) = if kern <= dtb { ((kern, kend), (dtb, dend)) } else { ((dtb, dend), (kern, kend)) };
+    let (first, second) = if kern <= dtb {
+        ((kern, kend), (dtb, dend))
+    } else {
+        ((dtb, dend), (kern, kend))
+    };
     for (s, e) in [first, second] {
         let mut a = s & !(GRANULE - 1);
         while a < e {
@@ -222,14 +234,23 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         }
     }
     for i in 0..c.cpus {
-        rim_rec(&mut st.rim, i == 0, if i == 0 { kern } else { 0 }, if i == 0 { dtb } else { 0 });
+        rim_rec(
+            &mut st.rim,
+            i == 0,
+            if i == 0 { kern } else { 0 },
+            if i == 0 { dtb } else { 0 },
+        );
     }
     // Stage 2 for protected RAM: mapped iff RIPAS RAM.
     let mut g = 0;
     while g < granules {
         // SAFETY: inside the RIPAS array.
         if unsafe { ((ripas + g) as *const u8).read() } == RIPAS_RAM {
-            s2.map_page(ram + g * GRANULE, layout::GUEST_RAM_PA + g * GRANULE, crate::s2::NORMAL);
+            s2.map_page(
+                ram + g * GRANULE,
+                layout::GUEST_RAM_PA + g * GRANULE,
+                crate::s2::NORMAL,
+            );
         }
         g += 1;
     }
@@ -243,7 +264,11 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         "realm: IPA width {} (shared bit {:#x}), initial RIPAS RAM over {}, RIM sha256:{}",
         c.ipa_bits,
         sb,
-        if c.ripas == InitRipas::All { "all RAM" } else { "image + DTB only" },
+        if c.ripas == InitRipas::All {
+            "all RAM"
+        } else {
+            "image + DTB only"
+        },
         core::str::from_utf8(&hex).unwrap_or("?")
     );
     *STATE.lock() = Some(st);
@@ -290,17 +315,26 @@ pub fn data_abort_filter(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
         RIPAS_EMPTY => {
             if ipa < layout::RAM_IPA {
                 PROTECTED_MMIO.fetch_add(1, Ordering::Relaxed);
-                log!("realm: data access to protected IPA {:#x} (device address without the shared bit): SEA injected", ipa);
+                log!(
+                    "realm: data access to protected IPA {:#x} (device address without the shared bit): SEA injected",
+                    ipa
+                );
             } else {
                 EMPTY_TOUCHES.fetch_add(1, Ordering::Relaxed);
-                log!("realm: data access to RIPAS EMPTY IPA {:#x}: SEA injected", ipa);
+                log!(
+                    "realm: data access to RIPAS EMPTY IPA {:#x}: SEA injected",
+                    ipa
+                );
             }
             sea(v, esr);
             true
         }
         RIPAS_DESTROYED => stop(
             status::REALM_FATAL,
-            format_args!("REALM FATAL: access to a DESTROYED granule at IPA {:#x}: the host cannot map it", ipa),
+            format_args!(
+                "REALM FATAL: access to a DESTROYED granule at IPA {:#x}: the host cannot map it",
+                ipa
+            ),
         ),
         _ => false,
     }
@@ -310,13 +344,23 @@ pub fn instruction_abort(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
     let sb = cfg().shared_bit();
     let r = {
         let g = STATE.lock();
-        g.as_ref().map(|st| ripas_of(st, ipa & !(GRANULE - 1))).unwrap_or(RIPAS_EMPTY)
+        g.as_ref()
+            .map(|st| ripas_of(st, ipa & !(GRANULE - 1)))
+            .unwrap_or(RIPAS_EMPTY)
     };
     if ipa & sb != 0 || r == RIPAS_EMPTY {
         if ipa & sb == 0 && ipa >= layout::RAM_IPA {
             EMPTY_TOUCHES.fetch_add(1, Ordering::Relaxed);
         }
-        log!("realm: instruction fetch from {} IPA {:#x}: SEA injected", if ipa & sb != 0 { "unprotected" } else { "EMPTY" }, ipa);
+        log!(
+            "realm: instruction fetch from {} IPA {:#x}: SEA injected",
+            if ipa & sb != 0 {
+                "unprotected"
+            } else {
+                "EMPTY"
+            },
+            ipa
+        );
         sea(v, esr);
         return true;
     }
@@ -332,7 +376,9 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
     RSI_CALLS.fetch_add(1, Ordering::Relaxed);
     let c = cfg();
     let mut g = STATE.lock();
-    let Some(st) = g.as_mut() else { crate::fatal(format_args!("realm state missing")) };
+    let Some(st) = g.as_mut() else {
+        crate::fatal(format_args!("realm state missing"))
+    };
     let x = v.x;
     let mut out = [0u64; 9];
     match fid {
@@ -354,7 +400,11 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
             if x[1] > 4 {
                 out[0] = ERROR_INPUT;
             } else {
-                let m = if x[1] == 0 { &st.rim } else { &st.rem[x[1] as usize - 1] };
+                let m = if x[1] == 0 {
+                    &st.rim
+                } else {
+                    &st.rem[x[1] as usize - 1]
+                };
                 for i in 0..8 {
                     let mut w = [0u8; 8];
                     w.copy_from_slice(&m[i * 8..i * 8 + 8]);
@@ -395,14 +445,18 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
         }
         RSI_ATTEST_TOKEN_CONTINUE => {
             let (ipa, off, size) = (x[1], x[2], x[3]);
-            if ipa % GRANULE != 0 || off >= GRANULE || off + size > GRANULE || off.checked_add(size).is_none() {
-                out[0] = ERROR_INPUT;
-            } else if !in_par(ipa) {
-                out[0] = ERROR_INPUT;
-            } else if ripas_of(st, ipa) != RIPAS_RAM {
+            // Argument checks, then the token state, then the granule's
+            // RIPAS (the order of TF-RMM's handler).
+            let bad_args = !ipa.is_multiple_of(GRANULE)
+                || off >= GRANULE
+                || off.checked_add(size).is_none_or(|e| e > GRANULE)
+                || !in_par(ipa);
+            if bad_args {
                 out[0] = ERROR_INPUT;
             } else if st.token[v.idx].len == 0 {
                 out[0] = ERROR_STATE;
+            } else if ripas_of(st, ipa) != RIPAS_RAM {
+                out[0] = ERROR_INPUT;
             } else if size == 0 {
                 out[0] = INCOMPLETE;
             } else {
@@ -431,7 +485,7 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
         }
         RSI_REALM_CONFIG => {
             let ipa = x[1];
-            if ipa % GRANULE != 0 || !in_par(ipa) || ripas_of(st, ipa) != RIPAS_RAM {
+            if !ipa.is_multiple_of(GRANULE) || !in_par(ipa) || ripas_of(st, ipa) != RIPAS_RAM {
                 out[0] = ERROR_INPUT;
             } else {
                 let p = pa_of(ipa);
@@ -450,10 +504,22 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
         }
         RSI_IPA_STATE_SET => {
             let (base, top, r, flags) = (x[1], x[2], x[3], x[4]);
-            if r > RIPAS_RAM as u64 || base % GRANULE != 0 || top % GRANULE != 0 || top <= base || top > protected_size() {
+            if r > RIPAS_RAM as u64
+                || base % GRANULE != 0
+                || top % GRANULE != 0
+                || top <= base
+                || top > protected_size()
+            {
                 out[0] = ERROR_INPUT;
             } else {
-                let (next, resp) = host_set_ripas(st, base, top, r as u8, flags == CHANGE_DESTROYED, c.misbehave);
+                let (next, resp) = host_set_ripas(
+                    st,
+                    base,
+                    top,
+                    r as u8,
+                    flags == CHANGE_DESTROYED,
+                    c.misbehave,
+                );
                 crate::s2::tlb_flush_guest();
                 out[0] = SUCCESS;
                 out[1] = next;
@@ -462,7 +528,13 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
         }
         RSI_IPA_STATE_GET => {
             let (start, end) = (x[1], x[2]);
-            if start % GRANULE != 0 || end % GRANULE != 0 || !in_par(start) || end == 0 || !in_par(end - 1) || start >= end {
+            if start % GRANULE != 0
+                || end % GRANULE != 0
+                || !in_par(start)
+                || end == 0
+                || !in_par(end - 1)
+                || start >= end
+            {
                 out[0] = ERROR_INPUT;
             } else {
                 let r = ripas_of(st, start);
@@ -477,16 +549,22 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
         }
         RSI_HOST_CALL => {
             let ipa = x[1];
-            if ipa % 0x100 != 0 || !in_par(ipa) {
-                out[0] = ERROR_INPUT;
-            } else if ripas_of(st, ipa & !(GRANULE - 1)) != RIPAS_RAM {
+            // 256-byte aligned (so inside one granule), protected, RIPAS RAM.
+            let ok = ipa.is_multiple_of(0x100)
+                && in_par(ipa)
+                && ripas_of(st, ipa & !(GRANULE - 1)) == RIPAS_RAM;
+            if !ok {
                 out[0] = ERROR_INPUT;
             } else {
                 // SAFETY: 256-byte aligned struct inside a RAM granule.
                 let imm = unsafe { core::ptr::read_volatile(pa_of(ipa) as *const u32) } & 0xffff;
                 // SAFETY: as above.
                 let g0 = unsafe { core::ptr::read_volatile((pa_of(ipa) + 8) as *const u64) };
-                log!("realm: RSI_HOST_CALL imm={:#x} x0={:#x} (host returns the registers unchanged)", imm, g0);
+                log!(
+                    "realm: RSI_HOST_CALL imm={:#x} x0={:#x} (host returns the registers unchanged)",
+                    imm,
+                    g0
+                );
                 out[0] = SUCCESS;
             }
         }
@@ -507,9 +585,20 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
 
 /// The host side of RSI_IPA_STATE_SET (KVM + kvmtool-cca): applies the
 /// change granule by granule; returns (next, response).
-fn host_set_ripas(st: &State, base: u64, top: u64, r: u8, change_destroyed: bool, mis: Misbehave) -> (u64, u64) {
+fn host_set_ripas(
+    st: &State,
+    base: u64,
+    top: u64,
+    r: u8,
+    change_destroyed: bool,
+    mis: Misbehave,
+) -> (u64, u64) {
     if r == RIPAS_RAM && mis == Misbehave::RipasReject {
-        log!("realm: host REJECTS the RIPAS change [{:#x}, {:#x}) to RAM (misbehave)", base, top);
+        log!(
+            "realm: host REJECTS the RIPAS change [{:#x}, {:#x}) to RAM (misbehave)",
+            base,
+            top
+        );
         return (base, REJECT);
     }
     let mut a = base;
@@ -533,6 +622,10 @@ fn host_set_ripas(st: &State, base: u64, top: u64, r: u8, change_destroyed: bool
             break;
         }
     }
-    let resp = if r == RIPAS_RAM && a != top && mis != Misbehave::RipasOneGranule { REJECT } else { ACCEPT };
+    let resp = if r == RIPAS_RAM && a != top && mis != Misbehave::RipasOneGranule {
+        REJECT
+    } else {
+        ACCEPT
+    };
     (a, resp)
 }

@@ -41,7 +41,10 @@ pub struct Stage2 {
 
 impl Stage2 {
     pub fn new(ipa_bits: u32) -> Stage2 {
-        Stage2 { root: table(), ipa_bits }
+        Stage2 {
+            root: table(),
+            ipa_bits,
+        }
     }
 
     /// The level-3 entry for `ipa`, creating tables and splitting 2 MiB
@@ -156,7 +159,10 @@ pub fn el2_mmu_on() {
 pub fn el2_mmu_enable_secondary() {
     let t = core::ptr::addr_of!(EL2_L1) as u64;
     msr!("mair_el2", 0xff00);
-    msr!("tcr_el2", 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31));
+    msr!(
+        "tcr_el2",
+        25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31)
+    );
     msr!("ttbr0_el2", t);
     dsb();
     // SAFETY: TLB maintenance for EL2.

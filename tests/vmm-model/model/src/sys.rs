@@ -145,7 +145,10 @@ pub struct Guard<'a, T> {
 
 impl<T> SpinLock<T> {
     pub const fn new(v: T) -> Self {
-        SpinLock { locked: AtomicBool::new(false), val: UnsafeCell::new(v) }
+        SpinLock {
+            locked: AtomicBool::new(false),
+            val: UnsafeCell::new(v),
+        }
     }
     pub fn lock(&self) -> Guard<'_, T> {
         while self

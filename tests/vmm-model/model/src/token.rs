@@ -115,7 +115,9 @@ fn sign1(k: &SigningKey, payload: &[u8], out: &mut [u8]) -> usize {
     c.bstr(&PROTECTED);
     c.bstr(&[]);
     c.bstr(payload);
-    let Some(n) = c.done() else { crate::fatal(format_args!("token too large")) };
+    let Some(n) = c.done() else {
+        crate::fatal(format_args!("token too large"))
+    };
     let sig: Signature = k.sign(&tbs[..n]);
     let sig = sig.to_bytes();
     let mut c = Cbor::new(out);
@@ -129,7 +131,13 @@ fn sign1(k: &SigningKey, payload: &[u8], out: &mut [u8]) -> usize {
 }
 
 /// Builds the token into `buf`; returns its length.
-pub fn build(buf: &mut [u8], challenge: &[u8; 64], rim: &[u8; 64], rem: &[[u8; 64]; 4], rpv: &[u8; 64]) -> usize {
+pub fn build(
+    buf: &mut [u8],
+    challenge: &[u8; 64],
+    rim: &[u8; 64],
+    rem: &[[u8; 64]; 4],
+    rpv: &[u8; 64],
+) -> usize {
     let rak = rak();
     let mut rak_pub = [0u8; 96];
     let rak_pub_len = cose_key(&rak, &mut rak_pub);
@@ -157,7 +165,9 @@ pub fn build(buf: &mut [u8], challenge: &[u8; 64], rim: &[u8; 64], rem: &[[u8; 6
     c.bstr(&rak_pub[..rak_pub_len]);
     c.uint(44240);
     c.tstr("sha-256");
-    let Some(claims_len) = c.done() else { crate::fatal(format_args!("token too large")) };
+    let Some(claims_len) = c.done() else {
+        crate::fatal(format_args!("token too large"))
+    };
     let mut realm_tok = [0u8; 1280];
     let realm_len = sign1(&rak, &claims[..claims_len], &mut realm_tok);
 
@@ -185,7 +195,9 @@ pub fn build(buf: &mut [u8], challenge: &[u8; 64], rim: &[u8; 64], rem: &[[u8; 6
     c.array(0);
     c.uint(2402); // platform hash algorithm
     c.tstr("sha-256");
-    let Some(pc_len) = c.done() else { crate::fatal(format_args!("token too large")) };
+    let Some(pc_len) = c.done() else {
+        crate::fatal(format_args!("token too large"))
+    };
     let mut plat_tok = [0u8; 768];
     let plat_len = sign1(&cpak(), &pclaims[..pc_len], &mut plat_tok);
 
