@@ -9,7 +9,11 @@ TARGET     := aarch64-unknown-none-softfloat
 BUILD      := $(CURDIR)/build
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all test bench run setup lint host-test staticlib vmm-model-test clean
+CROSS      ?= aarch64-linux-gnu-
+HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
+	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude
+
+.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test clean
 
 all: staticlib
 
@@ -31,7 +35,34 @@ vmm-model-test:
 	@if [ -x tests/vmm-model/run-tests ]; then tests/vmm-model/run-tests; \
 	else echo "SKIPPED: vmm-model tests (tests/vmm-model/run-tests not present yet)"; fi
 
-test: lint staticlib host-test vmm-model-test
+# Conformance harness images (tests/harness, NOT Unikraft): one per VMM, and a
+# test variant for QEMU that exits through semihosting with a status.
+#   build/harness-<variant>/hello.img
+#   variants: qemu (RAM 0x40000000), qemu-test (+semihosting), kvmtool (RAM 0x80000000)
+define harness
+$(BUILD)/harness-$(1)/libplatkvmarm.a: FORCE
+	@mkdir -p $$(@D)
+	PLAT_UK_NAME=hello $(CARGO) build -q --release -p plat-kvm-arm-ffi --target $(TARGET) \
+		--target-dir $(BUILD)/cargo-$(1) $(if $(3),--features "$(3)")
+	cp $(BUILD)/cargo-$(1)/$(TARGET)/release/libplatkvmarm.a $$@
+$(BUILD)/harness-$(1)/hello.elf: tests/harness/hello.c tests/harness/link.ld include/uk017/plat.h $(BUILD)/harness-$(1)/libplatkvmarm.a
+	$(CROSS)gcc $(HARNESS_CFLAGS) -c tests/harness/hello.c -o $(BUILD)/harness-$(1)/hello.o
+	$(CROSS)ld -nostdlib --gc-sections -T tests/harness/link.ld --defsym RAM_BASE=$(2) \
+		-u _libkvmplat_entry $(BUILD)/harness-$(1)/hello.o $(BUILD)/harness-$(1)/libplatkvmarm.a -o $$@
+$(BUILD)/harness-$(1)/hello.img: $(BUILD)/harness-$(1)/hello.elf
+	$(CROSS)objcopy -O binary $$< $$@
+endef
+$(eval $(call harness,qemu,0x40000000,))
+$(eval $(call harness,qemu-test,0x40000000,semihosting))
+$(eval $(call harness,kvmtool,0x80000000,vmm-kvmtool))
+FORCE:
+
+harness: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img
+
+e2e-test: $(BUILD)/harness-qemu-test/hello.img
+	tests/e2e/run-qemu-tests $(BUILD)
+
+test: lint staticlib host-test vmm-model-test e2e-test
 	@echo "make test: all passed"
 
 bench:

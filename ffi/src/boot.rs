@@ -1,0 +1,358 @@
+//! The boot path at EL1: from `_libkvmplat_entry` (in `arch/entry.S`) to Unikraft
+//! 0.17's `_ukplat_entry`.
+//!
+//! [`plat_boot`] runs first with the MMU off. It is written for that: no atomics
+//! and no unaligned accesses (the target is strict-align), and every byte it
+//! writes lies in the image, whose cache lines are invalidated before the MMU and
+//! caches go on. The order follows Unikraft 0.17's `entry64.S` / `early_init.c`:
+//! boot info from the DTB, the console, coalescing, the command line, then C.
+
+use crate::console;
+use crate::uk017;
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+use plat_kvm_arm::bootinfo::{self, BootInfo, ConsoleSource, ImageLayout, ImageSegment};
+use plat_kvm_arm::bootmap;
+use plat_kvm_arm::console::{UartDesc, UartKind};
+use plat_kvm_arm::fdt;
+use plat_kvm_arm::memregion::{MemRange, Region, RegionFlags, RegionKind};
+use plat_kvm_arm::pagetable::{self, PageTableBuilder, Table};
+use plat_kvm_arm::psci::Conduit;
+
+global_asm!(include_str!("arch/entry.S"), options(raw));
+
+/// Tables for the boot map: kvmtool and QEMU `virt` layouts need under 12 (see
+/// `tests/tests/bootmap.rs`); the rest is headroom for unusual trees.
+const PT_POOL_TABLES: usize = 32;
+
+/// Boot-time state shared between the MMU-off phase, the C ABI and the fatal path.
+/// Written only by the boot CPU before any other CPU runs.
+pub(crate) struct BootCell<T>(UnsafeCell<T>);
+// SAFETY: only the boot CPU writes, before secondaries start; later accesses are reads.
+unsafe impl<T> Sync for BootCell<T> {}
+
+impl<T: Copy> BootCell<T> {
+    const fn new(v: T) -> Self {
+        Self(UnsafeCell::new(v))
+    }
+    pub(crate) fn get(&self) -> T {
+        // SAFETY: see the `Sync` impl; a plain load of a `Copy` value.
+        unsafe { *self.0.get() }
+    }
+    pub(crate) fn set(&self, v: T) {
+        // SAFETY: see the `Sync` impl.
+        unsafe { *self.0.get() = v }
+    }
+}
+
+#[repr(C, align(4096))]
+struct Pool(UnsafeCell<[Table; PT_POOL_TABLES]>);
+// SAFETY: used once, by the boot CPU, while building the tables.
+unsafe impl Sync for Pool {}
+static PT_POOL: Pool = Pool(UnsafeCell::new([Table::ZERO; PT_POOL_TABLES]));
+
+/// The console the device tree named, once known (the fatal path uses it).
+pub(crate) static CONSOLE_DESC: BootCell<Option<UartDesc>> = BootCell::new(None);
+/// The PSCI conduit, once known.
+pub(crate) static CONDUIT: BootCell<Option<Conduit>> = BootCell::new(None);
+/// Whether the MMU is on (decides whether the global console lock may be taken).
+pub(crate) static MMU_ON: BootCell<bool> = BootCell::new(false);
+/// Whether we entered at EL2 (QEMU `virtualization=on`: PSCI is then SMC).
+static ENTERED_EL2: BootCell<bool> = BootCell::new(false);
+
+unsafe extern "C" {
+    static _text: u8;
+    static _etext: u8;
+    static _rodata: u8;
+    static _tls_start: u8;
+    static _end: u8;
+    fn plat_dcache_inval(start: u64, end: u64);
+}
+
+// The Unikraft 0.17 side the boot path hands over to.
+unsafe extern "C" {
+    fn ukplat_bootinfo_get() -> *mut uk017::Bootinfo;
+    fn ukplat_memregion_list_coalesce(list: *mut uk017::MemregionList);
+    fn _ukplat_entry() -> !;
+}
+
+fn sym(s: &u8) -> u64 {
+    s as *const u8 as u64
+}
+
+fn image_segments() -> [ImageSegment; 3] {
+    // SAFETY: linker-script symbols; only their addresses are taken.
+    let (text, etext, rodata, tls, end) =
+        unsafe { (sym(&_text), sym(&_etext), sym(&_rodata), sym(&_tls_start), sym(&_end)) };
+    let page_up = |a: u64| (a + 0xfff) & !0xfff;
+    [
+        ImageSegment {
+            range: MemRange { start: text & !0xfff, end: page_up(etext) },
+            flags: RegionFlags::RX,
+        },
+        ImageSegment {
+            range: MemRange { start: rodata, end: tls },
+            flags: RegionFlags::READ,
+        },
+        ImageSegment {
+            range: MemRange { start: tls, end: page_up(end) },
+            flags: RegionFlags::RW,
+        },
+    ]
+}
+
+/// The console used when the DTB gives none (or cannot be read): the VMM's usual
+/// UART, like Unikraft's `*_EARLY_CONSOLE_BASE`.
+fn fallback_console() -> UartDesc {
+    if cfg!(feature = "vmm-kvmtool") {
+        UartDesc {
+            kind: UartKind::Ns16550,
+            base: 0x100_0000,
+            size: 8,
+            reg_shift: 0,
+            reg_io_width: 1,
+            clock_hz: None,
+        }
+    } else {
+        UartDesc {
+            kind: UartKind::Pl011,
+            base: 0x900_0000,
+            size: 0x1000,
+            reg_shift: 0,
+            reg_io_width: 1,
+            clock_hz: None,
+        }
+    }
+}
+
+/// The conduit used before (or without) `/psci`: HVC under KVM, SMC when QEMU
+/// started us at EL2 (its PSCI then sits behind EL3).
+pub(crate) fn conduit() -> Conduit {
+    CONDUIT.get().unwrap_or(if ENTERED_EL2.get() {
+        Conduit::Smc
+    } else {
+        Conduit::Hvc
+    })
+}
+
+/// Reports a fatal boot error on the best console known and powers off.
+pub(crate) fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    let desc = CONSOLE_DESC.get().unwrap_or_else(fallback_console);
+    console::emergency_write(&desc, format_args!("plat-kvm-arm: fatal: {args}\n"));
+    crate::shutdown::power_off(crate::shutdown::Reason::Fatal)
+}
+
+/// First Rust code: MMU off, on the boot stack, `.bss` zeroed.
+///
+/// # Safety
+///
+/// Called once, from `_libkvmplat_entry` only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64) -> ! {
+    ENTERED_EL2.set(flags & 1 != 0);
+    if cfg!(feature = "fpsimd") {
+        // SAFETY: CPACR_EL1.FPEN = 0b11 only stops FP/SIMD from trapping.
+        unsafe { asm!("msr cpacr_el1, {}", "isb", in(reg) 3u64 << 20, options(nostack)) };
+    }
+
+    let segments = image_segments();
+    let image = ImageLayout { segments: &segments };
+    let bi = match read_boot_info(dtb, &image) {
+        Ok(bi) => bi,
+        Err(e) => fatal(format_args!("{e}")),
+    };
+    CONDUIT.set(bi.psci);
+    let Some((uart, source)) = bi.console else {
+        fatal(format_args!("no ns16550a or arm,pl011 console in the device tree"))
+    };
+    CONSOLE_DESC.set(Some(uart));
+
+    enable_mmu(&bi, &image);
+    MMU_ON.set(true);
+
+    console::init(&uart);
+    if source == ConsoleSource::FirstUart {
+        console::print(format_args!(
+            "plat-kvm-arm: /chosen/stdout-path unusable, console on the first UART at {:#x}\n",
+            uart.base
+        ));
+    }
+    if bi.psci.is_none() {
+        console::print(format_args!("plat-kvm-arm: warning: no /psci node, cannot power off\n"));
+    }
+    hand_off(dtb, &bi, &uart)
+}
+
+fn read_boot_info<'a>(
+    dtb: u64,
+    image: &ImageLayout<'_>,
+) -> Result<BootInfo<'a>, BootError> {
+    if dtb == 0 || dtb % 8 != 0 {
+        return Err(BootError::DtbAddress(dtb));
+    }
+    // SAFETY: the boot protocol says x0 points at the DTB; only its header is read
+    // before `total_size` bounds the rest. A host that lies here gets a data abort,
+    // which the early vectors report.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) };
+    let total = fdt::total_size(header, fdt::MAX_DTB_SIZE)
+        .map_err(|e| BootError::Parse(bootinfo::BootInfoError::Dt(e)))?;
+    // SAFETY: `total` is bounded by MAX_DTB_SIZE; the blob is not written while borrowed.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, total) };
+    bootinfo::parse(blob, dtb, image).map_err(BootError::Parse)
+}
+
+enum BootError {
+    DtbAddress(u64),
+    Parse(bootinfo::BootInfoError),
+}
+
+impl core::fmt::Display for BootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootError::DtbAddress(a) => write!(f, "x0 = {a:#x} is not a device tree address"),
+            BootError::Parse(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>) {
+    let mmfr0: u64;
+    // SAFETY: reading an ID register has no side effect.
+    unsafe { asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0, options(nomem, nostack)) };
+    let pool_pa = PT_POOL.0.get() as u64;
+    // SAFETY: the pool is used only here, once, by the boot CPU.
+    let pool = unsafe { &mut *PT_POOL.0.get() };
+    let mut b = match PageTableBuilder::new(pool, pool_pa, mmfr0) {
+        Ok(b) => b,
+        Err(e) => fatal(format_args!("page tables: {e}")),
+    };
+    if let Err(e) = bootmap::build(&mut b, bi, image, 0, true) {
+        fatal(format_args!("boot page tables: {e}"));
+    }
+    let ttbr0 = b.root_pa();
+    // IPS = 48 bits as Unikraft's paging code expects (a larger IPS than the CPU
+    // implements behaves as the implemented size).
+    let tcr = pagetable::tcr_el1(5);
+    let (start, end) = image
+        .extent()
+        .map_or((0, 0), |e| (e.start, e.end));
+    // SAFETY: the tables identity-map the image (text executable), the stack and the
+    // devices, so execution continues at the same addresses. Lines over the image are
+    // invalidated first: everything was written with caches off.
+    unsafe {
+        plat_dcache_inval(start, end);
+        asm!(
+            "msr mair_el1, {mair}",
+            "msr tcr_el1, {tcr}",
+            "msr ttbr0_el1, {ttbr0}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            "mrs {tmp}, sctlr_el1",
+            "orr {tmp}, {tmp}, {set}",
+            "bic {tmp}, {tmp}, {clear}",
+            "msr sctlr_el1, {tmp}",
+            "isb",
+            mair = in(reg) pagetable::MAIR_EL1,
+            tcr = in(reg) tcr,
+            ttbr0 = in(reg) ttbr0,
+            set = in(reg) pagetable::SCTLR_EL1_SET,
+            clear = in(reg) pagetable::SCTLR_EL1_CLEAR,
+            tmp = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// Fills Unikraft 0.17's boot info and continues where its `entry64.S` does.
+fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
+    // SAFETY: provided by Unikraft's plat/common (or the conformance harness).
+    let ubi = unsafe { ukplat_bootinfo_get() };
+    if ubi.is_null() {
+        fatal(format_args!("ukplat_bootinfo_get() returned NULL"));
+    }
+    let console_page = Region {
+        range: MemRange { start: uart.base, end: uart.base + uart.size },
+        kind: RegionKind::Device,
+        flags: RegionFlags::RW,
+    };
+    // SAFETY: `ubi` is Unikraft's boot info with room for `capacity` descriptors.
+    let pushed = unsafe {
+        uk017::push_regions(ubi, bi.regions.iter().chain(core::iter::once(console_page)))
+    };
+    if pushed.is_err() {
+        fatal(format_args!("more memory regions than ukplat_bootinfo can hold"));
+    }
+    // SAFETY: as above; single-threaded boot.
+    let ubi = unsafe { &mut *ubi };
+    if ubi.magic != uk017::BOOTINFO_MAGIC {
+        ubi.magic = uk017::BOOTINFO_MAGIC;
+        ubi.version = 1;
+    }
+    copy_name(&mut ubi.bootloader, b"plat-kvm-arm-rs");
+    copy_name(&mut ubi.bootprotocol, b"lxboot");
+    ubi.dtb = dtb;
+    let cmdline = crate::cmdline::compose(bi.cmdline);
+    ubi.cmdline = cmdline.as_ptr() as u64;
+    ubi.cmdline_len = cmdline.len() as u64;
+    // SAFETY: Unikraft's coalescing over the list we just filled.
+    unsafe { ukplat_memregion_list_coalesce(&mut ubi.mrds) };
+    // SAFETY: Unikraft's continuation; it never returns.
+    unsafe { _ukplat_entry() }
+}
+
+fn copy_name(dst: &mut [u8; 16], name: &[u8]) {
+    let n = name.len().min(15);
+    dst[..n].copy_from_slice(&name[..n]);
+    dst[n] = 0;
+}
+
+/// Early exception: report and power off (no handler returns).
+#[unsafe(no_mangle)]
+extern "C" fn plat_early_trap(kind: u64) -> ! {
+    let (esr, elr, far, spsr): (u64, u64, u64, u64);
+    // SAFETY: reading exception syndrome registers has no side effect.
+    unsafe {
+        asm!(
+            "mrs {0}, esr_el1", "mrs {1}, elr_el1", "mrs {2}, far_el1", "mrs {3}, spsr_el1",
+            out(reg) esr, out(reg) elr, out(reg) far, out(reg) spsr,
+            options(nomem, nostack),
+        )
+    };
+    const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
+    const FROM: [&str; 4] = ["EL1t", "EL1h", "EL0/64", "EL0/32"];
+    let k = (kind & 3) as usize;
+    let f = ((kind >> 2) & 3) as usize;
+    fatal(format_args!(
+        "unexpected {} exception from {} during boot: ESR={esr:#x} ELR={elr:#x} FAR={far:#x} SPSR={spsr:#x}",
+        KINDS[k], FROM[f]
+    ))
+}
+
+/// Writes to the console once it exists, otherwise straight to the early UART.
+pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
+    if MMU_ON.get() {
+        console::print(args);
+    } else {
+        console::emergency_write(&CONSOLE_DESC.get().unwrap_or_else(fallback_console), args);
+    }
+}
+
+/// A once-flag usable with the MMU off (no atomics: only the boot CPU, or a CPU on
+/// its way down, touches it).
+pub(crate) struct BootFlag(BootCell<bool>);
+
+impl BootFlag {
+    /// A clear flag.
+    pub(crate) const fn new() -> Self {
+        Self(BootCell::new(false))
+    }
+
+    /// Sets the flag and returns whether it was already set.
+    pub(crate) fn test_and_set(&self) -> bool {
+        let was = self.0.get();
+        self.0.set(true);
+        was
+    }
+}

@@ -1,0 +1,118 @@
+/*
+ * Conformance harness for plat-kvm-arm-rs. THIS IS NOT UNIKRAFT.
+ *
+ * A small freestanding program that stands in for the parts of Unikraft 0.17
+ * the platform hands over to: it provides ukplat_bootinfo_get(), a coalescing
+ * stand-in and _ukplat_entry(), then prints "Hello world!" through the
+ * platform's ukplat_coutk(), the boot information it was given, and calls
+ * ukplat_terminate(). Tests read its console output.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include "uk017/plat.h"
+
+#define MRDS 128
+
+static struct {
+	struct ukplat_bootinfo bi;
+	struct ukplat_memregion_desc mrds[MRDS];
+} storage = {
+	.bi = {
+		.magic = UKPLAT_BOOTINFO_MAGIC,
+		.version = 1,
+		.mrds = { .capacity = MRDS, .count = 0 },
+	},
+};
+
+struct ukplat_bootinfo *ukplat_bootinfo_get(void)
+{
+	return &storage.bi;
+}
+
+/* Stand-in for Unikraft's coalescing: only sorts by base (the platform already
+ * hands over non-overlapping regions). */
+void ukplat_memregion_list_coalesce(struct ukplat_memregion_list *list)
+{
+	struct ukplat_memregion_desc *m = storage.mrds, t;
+	uint32_t i, j;
+
+	for (i = 1; i < list->count; i++)
+		for (j = i; j > 0 && m[j - 1].pbase > m[j].pbase; j--) {
+			t = m[j]; m[j] = m[j - 1]; m[j - 1] = t;
+		}
+}
+
+static size_t slen(const char *s)
+{
+	size_t n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
+
+static void out(const char *s)
+{
+	ukplat_coutk(s, (unsigned int)slen(s));
+}
+
+static void hex(uint64_t v)
+{
+	char b[19];
+	int i;
+
+	b[0] = '0';
+	b[1] = 'x';
+	for (i = 0; i < 16; i++)
+		b[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
+	b[18] = 0;
+	out(b);
+}
+
+static const char *type_name(uint16_t t)
+{
+	switch (t) {
+	case UKPLAT_MEMRT_FREE: return "free";
+	case UKPLAT_MEMRT_RESERVED: return "reserved";
+	case UKPLAT_MEMRT_KERNEL: return "kernel";
+	case UKPLAT_MEMRT_INITRD: return "initrd";
+	case UKPLAT_MEMRT_CMDLINE: return "cmdline";
+	case UKPLAT_MEMRT_DEVICETREE: return "devicetree";
+	case UKPLAT_MEMRT_STACK: return "stack";
+	case UKPLAT_MEMRT_DEVICE: return "device";
+	default: return "?";
+	}
+}
+
+void _ukplat_entry(void)
+{
+	struct ukplat_bootinfo *bi = ukplat_bootinfo_get();
+	uint64_t free_bytes = 0;
+	uint32_t i;
+
+	out("Hello world!\n");
+	out("harness: dtb ");
+	hex(bi->dtb);
+	out(" cmdline \"");
+	if (bi->cmdline)
+		ukplat_coutk((const char *)(uintptr_t)bi->cmdline,
+			     (unsigned int)bi->cmdline_len);
+	out("\"\n");
+	for (i = 0; i < bi->mrds.count; i++) {
+		struct ukplat_memregion_desc *m = &storage.mrds[i];
+
+		out("harness: mrd ");
+		hex(m->pbase + m->pg_off);
+		out("-");
+		hex(m->pbase + m->pg_off + m->len);
+		out(" ");
+		out(type_name(m->type));
+		out("\n");
+		if (m->type == UKPLAT_MEMRT_FREE)
+			free_bytes += m->len;
+	}
+	out("harness: free ");
+	hex(free_bytes);
+	out("\nharness: done\n");
+	ukplat_terminate(UKPLAT_HALT);
+}
