@@ -82,20 +82,36 @@ fn sym(s: &u8) -> u64 {
 
 fn image_segments() -> [ImageSegment; 3] {
     // SAFETY: linker-script symbols; only their addresses are taken.
-    let (text, etext, rodata, tls, end) =
-        unsafe { (sym(&_text), sym(&_etext), sym(&_rodata), sym(&_tls_start), sym(&_end)) };
+    let (text, etext, rodata, tls, end) = unsafe {
+        (
+            sym(&_text),
+            sym(&_etext),
+            sym(&_rodata),
+            sym(&_tls_start),
+            sym(&_end),
+        )
+    };
     let page_up = |a: u64| (a + 0xfff) & !0xfff;
     [
         ImageSegment {
-            range: MemRange { start: text & !0xfff, end: page_up(etext) },
+            range: MemRange {
+                start: text & !0xfff,
+                end: page_up(etext),
+            },
             flags: RegionFlags::RX,
         },
         ImageSegment {
-            range: MemRange { start: rodata, end: tls },
+            range: MemRange {
+                start: rodata,
+                end: tls,
+            },
             flags: RegionFlags::READ,
         },
         ImageSegment {
-            range: MemRange { start: tls, end: page_up(end) },
+            range: MemRange {
+                start: tls,
+                end: page_up(end),
+            },
             flags: RegionFlags::RW,
         },
     ]
@@ -156,14 +172,18 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64) -> ! {
     }
 
     let segments = image_segments();
-    let image = ImageLayout { segments: &segments };
+    let image = ImageLayout {
+        segments: &segments,
+    };
     let bi = match read_boot_info(dtb, &image) {
         Ok(bi) => bi,
         Err(e) => fatal(format_args!("{e}")),
     };
     CONDUIT.set(bi.psci);
     let Some((uart, source)) = bi.console else {
-        fatal(format_args!("no ns16550a or arm,pl011 console in the device tree"))
+        fatal(format_args!(
+            "no ns16550a or arm,pl011 console in the device tree"
+        ))
     };
     CONSOLE_DESC.set(Some(uart));
 
@@ -178,16 +198,15 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64) -> ! {
         ));
     }
     if bi.psci.is_none() {
-        console::print(format_args!("plat-kvm-arm: warning: no /psci node, cannot power off\n"));
+        console::print(format_args!(
+            "plat-kvm-arm: warning: no /psci node, cannot power off\n"
+        ));
     }
     hand_off(dtb, &bi, &uart)
 }
 
-fn read_boot_info<'a>(
-    dtb: u64,
-    image: &ImageLayout<'_>,
-) -> Result<BootInfo<'a>, BootError> {
-    if dtb == 0 || dtb % 8 != 0 {
+fn read_boot_info<'a>(dtb: u64, image: &ImageLayout<'_>) -> Result<BootInfo<'a>, BootError> {
+    if dtb == 0 || !dtb.is_multiple_of(8) {
         return Err(BootError::DtbAddress(dtb));
     }
     // SAFETY: the boot protocol says x0 points at the DTB; only its header is read
@@ -233,9 +252,7 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>) {
     // IPS = 48 bits as Unikraft's paging code expects (a larger IPS than the CPU
     // implements behaves as the implemented size).
     let tcr = pagetable::tcr_el1(5);
-    let (start, end) = image
-        .extent()
-        .map_or((0, 0), |e| (e.start, e.end));
+    let (start, end) = image.extent().map_or((0, 0), |e| (e.start, e.end));
     // SAFETY: the tables identity-map the image (text executable), the stack and the
     // devices, so execution continues at the same addresses. Lines over the image are
     // invalidated first: everything was written with caches off.
@@ -273,7 +290,10 @@ fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
         fatal(format_args!("ukplat_bootinfo_get() returned NULL"));
     }
     let console_page = Region {
-        range: MemRange { start: uart.base, end: uart.base + uart.size },
+        range: MemRange {
+            start: uart.base,
+            end: uart.base + uart.size,
+        },
         kind: RegionKind::Device,
         flags: RegionFlags::RW,
     };
@@ -282,7 +302,9 @@ fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
         uk017::push_regions(ubi, bi.regions.iter().chain(core::iter::once(console_page)))
     };
     if pushed.is_err() {
-        fatal(format_args!("more memory regions than ukplat_bootinfo can hold"));
+        fatal(format_args!(
+            "more memory regions than ukplat_bootinfo can hold"
+        ));
     }
     // SAFETY: as above; single-threaded boot.
     let ubi = unsafe { &mut *ubi };

@@ -33,13 +33,12 @@ pub(crate) fn print(args: core::fmt::Arguments<'_>) {
 /// Writes on a fatal path: through the console if it is free, otherwise (MMU off,
 /// or the lock held by the code that failed) through a fresh driver instance.
 pub(crate) fn emergency_write(desc: &UartDesc, args: core::fmt::Arguments<'_>) {
-    if crate::boot::MMU_ON.get() {
-        if let Some(mut guard) = CONSOLE.try_lock() {
-            if let Some(c) = guard.as_mut() {
-                let _ = c.write_fmt(args);
-                return;
-            }
-        }
+    if crate::boot::MMU_ON.get()
+        && let Some(mut guard) = CONSOLE.try_lock()
+        && let Some(c) = guard.as_mut()
+    {
+        let _ = c.write_fmt(args);
+        return;
     }
     // SAFETY: a fatal path: the UART is either already mapped (MMU on, from the DT) or
     // reached physically (MMU off); a racing user of the console is stopped anyway.
@@ -82,7 +81,9 @@ pub extern "C" fn ukplat_cink(buf: *mut c_char, maxlen: c_uint) -> c_int {
     // SAFETY: the C caller passes `maxlen` writable bytes at `buf`.
     let out = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), maxlen as usize) };
     let mut guard = CONSOLE.lock();
-    let Some(c) = guard.as_mut() else { return ENODEV };
+    let Some(c) = guard.as_mut() else {
+        return ENODEV;
+    };
     let mut n = 0;
     while n < out.len() {
         match c.getc() {

@@ -37,9 +37,13 @@ pub(crate) fn power_off(reason: Reason) -> ! {
         } else {
             psci.system_off()
         };
-        crate::boot::early_print(format_args!("plat-kvm-arm: PSCI power-off failed: {err:?}\n"));
+        crate::boot::early_print(format_args!(
+            "plat-kvm-arm: PSCI power-off failed: {err:?}\n"
+        ));
     }
-    crate::boot::early_print(format_args!("plat-kvm-arm: cannot power off; halting this CPU\n"));
+    crate::boot::early_print(format_args!(
+        "plat-kvm-arm: cannot power off; halting this CPU\n"
+    ));
     loop {
         // SAFETY: waits for an interrupt; nothing else.
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };

@@ -130,6 +130,10 @@ pub fn desc_of(r: &Region) -> MemregionDesc {
     }
 }
 
+/// The boot info's region list is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityExceeded;
+
 /// Appends descriptors to a bootinfo's list, refusing to write past `capacity`.
 ///
 /// # Safety
@@ -139,14 +143,14 @@ pub fn desc_of(r: &Region) -> MemregionDesc {
 pub unsafe fn push_regions(
     bi: *mut Bootinfo,
     regions: impl Iterator<Item = Region>,
-) -> Result<(), ()> {
+) -> Result<(), CapacityExceeded> {
     // SAFETY: the caller guarantees `bi` is valid and exclusive.
     let b = unsafe { &mut *bi };
     // SAFETY: the descriptor array starts right after the 80-byte header.
     let base = unsafe { bi.add(1) }.cast::<MemregionDesc>();
     for r in regions {
         if b.mrds.count >= b.mrds.capacity {
-            return Err(());
+            return Err(CapacityExceeded);
         }
         // SAFETY: count < capacity, and the caller vouches for `capacity` slots.
         unsafe { base.add(b.mrds.count as usize).write(desc_of(&r)) };
@@ -163,12 +167,18 @@ mod tests {
     #[test]
     fn descriptors_are_valid_mrds() {
         let r = Region {
-            range: MemRange { start: 0x8fe0_0010, end: 0x8fe0_2000 },
+            range: MemRange {
+                start: 0x8fe0_0010,
+                end: 0x8fe0_2000,
+            },
             kind: RegionKind::DeviceTree,
             flags: RegionFlags::READ,
         };
         let d = desc_of(&r);
-        assert_eq!((d.pbase, d.pg_off, d.len, d.pg_count), (0x8fe0_0000, 0x10, 0x1ff0, 2));
+        assert_eq!(
+            (d.pbase, d.pg_off, d.len, d.pg_count),
+            (0x8fe0_0000, 0x10, 0x1ff0, 2)
+        );
         assert_eq!((d.r#type, d.flags), (0x20, 1));
     }
 
@@ -179,7 +189,15 @@ mod tests {
             h: Bootinfo,
             d: [MemregionDesc; 2],
         }
-        let zero = MemregionDesc { pbase: 0, vbase: 0, pg_off: 0, len: 0, pg_count: 0, r#type: 0, flags: 0 };
+        let zero = MemregionDesc {
+            pbase: 0,
+            vbase: 0,
+            pg_off: 0,
+            len: 0,
+            pg_count: 0,
+            r#type: 0,
+            flags: 0,
+        };
         let mut bi = Bi {
             h: Bootinfo {
                 magic: BOOTINFO_MAGIC,
@@ -191,12 +209,18 @@ mod tests {
                 cmdline_len: 0,
                 dtb: 0,
                 efi_st: 0,
-                mrds: MemregionList { capacity: 2, count: 1 },
+                mrds: MemregionList {
+                    capacity: 2,
+                    count: 1,
+                },
             },
             d: [zero; 2],
         };
         let r = Region {
-            range: MemRange { start: 0x1000, end: 0x3000 },
+            range: MemRange {
+                start: 0x1000,
+                end: 0x3000,
+            },
             kind: RegionKind::Free,
             flags: RegionFlags::RW,
         };
@@ -204,7 +228,10 @@ mod tests {
         // SAFETY: `Bi` places two descriptors right after the header.
         assert_eq!(unsafe { push_regions(p, [r].into_iter()) }, Ok(()));
         // SAFETY: as above.
-        assert_eq!(unsafe { push_regions(p, [r].into_iter()) }, Err(()));
+        assert_eq!(
+            unsafe { push_regions(p, [r].into_iter()) },
+            Err(CapacityExceeded)
+        );
         assert_eq!(bi.h.mrds.count, 2);
         assert_eq!(bi.d[1].r#type, memrt::FREE);
         assert_eq!(bi.d[1].pg_count, 2);

@@ -46,7 +46,7 @@ impl MemRange {
         let start = self.start & !(PAGE_SIZE - 1);
         let end = match self.end.checked_add(PAGE_SIZE - 1) {
             Some(e) => e & !(PAGE_SIZE - 1),
-            None => u64::MAX & !(PAGE_SIZE - 1),
+            None => !(PAGE_SIZE - 1),
         };
         MemRange { start, end }
     }
@@ -286,7 +286,7 @@ mod tests {
         // RAM at the very top of the address space.
         assert_eq!(
             free(r(u64::MAX - 0x2fff, u64::MAX), &[]),
-            [(u64::MAX - 0x2fff, u64::MAX & !0xfff)]
+            [(u64::MAX - 0x2fff, !0xfff)]
         );
     }
 

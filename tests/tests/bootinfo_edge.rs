@@ -27,13 +27,16 @@ const IMG: [ImageSegment; 2] = [
 ];
 const DTB_AT: u64 = 0x83e0_0000;
 
+/// A UART node: name, compatible, base, extra u32 properties.
+type Uart = (&'static str, &'static str, u64, Vec<(&'static str, u32)>);
+
 struct Tree {
     cells: (u32, u32),
     memory: Vec<Vec<u64>>,
     reserve: Vec<(u64, u64)>,
     reserved_memory: Vec<(u64, u64)>,
     chosen: Option<Vec<(&'static str, Vec<u8>)>>,
-    uarts: Vec<(&'static str, &'static str, u64, Vec<(&'static str, u32)>)>,
+    uarts: Vec<Uart>,
     psci: Option<&'static str>,
 }
 
@@ -335,7 +338,8 @@ fn alias_to_a_non_path_is_ignored() {
         w.end_node(a).unwrap();
         let m = w.begin_node("memory").unwrap();
         w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x8000_0000, 64 << 20]).unwrap();
+        w.property_array_u64("reg", &[0x8000_0000, 64 << 20])
+            .unwrap();
         w.end_node(m).unwrap();
         w.end_node(root).unwrap();
         let blob = w.finish().unwrap();

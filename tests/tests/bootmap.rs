@@ -28,13 +28,15 @@ fn segs(base: u64) -> [ImageSegment; 3] {
     ]
 }
 
+type Translation = Option<(u64, MemAttr)>;
+
 /// Builds the map for a fixture and returns (tables used, lookup).
 fn build(
     rel: &str,
     base: u64,
     dtb_at: u64,
     alias: u64,
-) -> Option<(usize, impl Fn(u64) -> Option<(u64, MemAttr)>)> {
+) -> Option<(usize, impl Fn(u64) -> Translation)> {
     let Some(dir) = fixtures_dir() else {
         println!("SKIPPED: fixtures directory ../shared/fixtures not found (set PLAT_FIXTURES)");
         return None;
@@ -43,7 +45,7 @@ fn build(
     let seg = segs(base);
     let img = ImageLayout { segments: &seg };
     let bi = bootinfo::parse(&blob, dtb_at, &img).unwrap();
-    let mut pool: Box<[Table]> = (0..32).map(|_| Table::ZERO).collect();
+    let pool: Box<[Table]> = (0..32).map(|_| Table::ZERO).collect();
     let pa = pool.as_ptr() as u64;
     let pool: &'static mut [Table] = Box::leak(pool);
     let mut b = PageTableBuilder::new(pool, pa, 5).unwrap();
