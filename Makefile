@@ -13,7 +13,7 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude
 
-.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test clean
+.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness clean
 
 all: staticlib
 
@@ -59,8 +59,28 @@ FORCE:
 
 harness: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img
 
-e2e-test: $(BUILD)/harness-qemu-test/hello.img
+e2e-test: $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img
 	tests/e2e/run-qemu-tests $(BUILD)
+	tests/e2e/run-kvmtool-tests $(BUILD)
+
+# make run [VMM=qemu|kvmtool] [REALM=1] [MEM=MiB] [CPUS=N] [CMDLINE=...]
+# Boots the conformance harness (tests/harness, NOT Unikraft). VMM=kvmtool uses the
+# machine model in tests/vmm-model (no arm64 KVM host needed).
+VMM  ?= qemu
+MEM  ?= $(if $(filter kvmtool,$(VMM)),64,128)
+CPUS ?= 1
+run:
+ifeq ($(VMM),qemu)
+	$(MAKE) --no-print-directory $(BUILD)/harness-qemu/hello.img
+	qemu-system-aarch64 -M virt -cpu max -m $(MEM) -smp $(CPUS) -nographic -no-reboot \
+		-kernel $(BUILD)/harness-qemu/hello.img $(if $(CMDLINE),-append "$(CMDLINE)")
+else ifeq ($(VMM),kvmtool)
+	$(MAKE) --no-print-directory $(BUILD)/harness-kvmtool/hello.img
+	tests/vmm-model/run $(BUILD)/harness-kvmtool/hello.img --mem $(MEM) --cpus $(CPUS) \
+		$(if $(REALM),--mode realm) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+else
+	@echo "make run: VMM must be qemu or kvmtool" >&2; exit 2
+endif
 
 test: lint staticlib host-test vmm-model-test e2e-test
 	@echo "make test: all passed"
