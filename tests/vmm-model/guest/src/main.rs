@@ -309,6 +309,13 @@ extern "C" fn guest_main(dtb: u64) -> ! {
             unsafe { core::arch::asm!("br {}", in(reg) 0x1000_0000u64, options(noreturn)) };
         }
         "smp" => smp_test(),
+        "fp" => {
+            say!("guest: using FP with CPACR_EL1.FPEN = 0");
+            // SAFETY: `fmov d0, xzr`, deliberately trapping (FP disabled at EL1).
+            unsafe { core::arch::asm!(".inst 0x9e6703e0") };
+            say!("guest: FP did not trap!");
+            psci_reset()
+        }
         "exception" => {
             // no VBAR set: the guest takes an exception to VBAR 0
             // SAFETY: deliberately undefined.

@@ -683,15 +683,34 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
             }
         }
         (_, PSCI_AFFINITY_INFO) => {
+            // Levels 1..3 ask about the whole cluster (all vCPUs share
+            // Aff1..Aff3 = 0 here); level 0 about one vCPU.
+            let level = v.x[2];
             let target = (v.x[1] & 0xff_00ff_ffff) as usize;
-            if v.x[2] != 0 || target >= cfg().cpus {
+            let n = cfg().cpus;
+            let states = |r: core::ops::Range<usize>| {
+                let mut st = 1; // OFF
+                for s in &CPU_STATE[r] {
+                    match s.load(Ordering::SeqCst) {
+                        PSCI_ON => return 0,
+                        PSCI_PENDING => st = 2,
+                        _ => {}
+                    }
+                }
+                st
+            };
+            if level > 3 {
+                INVALID_PARAMETERS
+            } else if level == 0 {
+                if target >= n {
+                    INVALID_PARAMETERS
+                } else {
+                    states(target..target + 1)
+                }
+            } else if (target >> 8) != 0 {
                 INVALID_PARAMETERS
             } else {
-                match CPU_STATE[target].load(Ordering::SeqCst) {
-                    PSCI_ON => 0,
-                    PSCI_OFF => 1,
-                    _ => 2,
-                }
+                states(0..n)
             }
         }
         _ => NOT_SUPPORTED,
