@@ -13,7 +13,7 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude
 
-.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness clean
+.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness header-check clean
 
 all: staticlib
 
@@ -30,6 +30,11 @@ lint:
 
 host-test:
 	$(CARGO) test --workspace
+
+# include/plat_kvm_arm.h is cbindgen's output and must match Unikraft 0.17's prototypes.
+header-check:
+	$(CARGO) run -q -p plat-tests --bin gen-header -- --check
+	$(CROSS)gcc -fsyntax-only -Wall -Werror -Iinclude tests/harness/header-check.c
 
 vmm-model-test:
 	@if [ -x tests/vmm-model/run-tests ]; then tests/vmm-model/run-tests; \
@@ -82,7 +87,7 @@ else
 	@echo "make run: VMM must be qemu or kvmtool" >&2; exit 2
 endif
 
-test: lint staticlib host-test vmm-model-test e2e-test
+test: lint staticlib host-test header-check vmm-model-test e2e-test
 	@echo "make test: all passed"
 
 bench:
