@@ -25,6 +25,7 @@ static RAM_SIZE: AtomicU64 = AtomicU64::new(0);
 static SHARED: AtomicU64 = AtomicU64::new(0);
 static IPA_BITS: AtomicU64 = AtomicU64::new(0);
 static SET_CALLS: AtomicU64 = AtomicU64::new(0);
+static LAST_REJECT: AtomicU64 = AtomicU64::new(0);
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -60,6 +61,7 @@ fn set_ripas(base: u64, top: u64, ripas: u64, flags: u64) -> bool {
             return false;
         }
         if r[2] != 0 {
+            LAST_REJECT.store(r[1], Ordering::Relaxed);
             say!("guest: IPA_STATE_SET REJECTED at {:#x}", r[1]);
             return false;
         }
@@ -77,7 +79,7 @@ fn ripas_get(ipa: u64) -> u64 {
     if r[0] == SUCCESS { r[2] } else { 99 }
 }
 
-pub fn realm_boot(_dtb: u64, fdt: Option<&Fdt>, _test: &str) {
+pub fn realm_boot(_dtb: u64, fdt: Option<&Fdt>, test: &str) {
     let v = rsi(&[RSI_VERSION, 0x1_0000]);
     if v[0] != SUCCESS {
         // No console yet (the UART needs the shared bit): give up loudly.
@@ -117,6 +119,12 @@ pub fn realm_boot(_dtb: u64, fdt: Option<&Fdt>, _test: &str) {
     say!("guest: initial RIPAS at the end of RAM = {}", end_ripas);
     // Make all DT memory RIPAS RAM before using it (never resurrects DESTROYED).
     if !set_ripas(base, base + size, 1, 0) {
+        if test == "realm-touch-destroyed" {
+            let a = LAST_REJECT.load(Ordering::Relaxed);
+            say!("guest: touching the granule the host refused at {:#x}", a);
+            // SAFETY: deliberately touches a granule that is not RIPAS RAM.
+            unsafe { core::ptr::read_volatile(a as *const u64) };
+        }
         say!("guest: cannot make RAM RIPAS RAM; halting");
         crate::psci_reset();
     }

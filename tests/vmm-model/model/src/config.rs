@@ -8,6 +8,9 @@ pub enum Misbehave {
     RipasReject,
     /// IPA_STATE_SET: the host changes one granule per call.
     RipasOneGranule,
+    /// The host destroys one RAM granule (RAM base + RAM/2) before the
+    /// realm starts: its RIPAS is DESTROYED.
+    RipasDestroyed,
     /// The DTB /memory claims more RAM than exists (beyond the IPA space).
     DtbMemBeyondIpa,
     /// The DTB is placed on top of the kernel image.
@@ -113,6 +116,7 @@ impl Config {
                         "none" => Misbehave::None,
                         "ripas-reject" => Misbehave::RipasReject,
                         "ripas-one-granule" => Misbehave::RipasOneGranule,
+                        "ripas-destroyed" => Misbehave::RipasDestroyed,
                         "dtb-mem-beyond-ipa" => Misbehave::DtbMemBeyondIpa,
                         "dtb-overlap-image" => Misbehave::DtbOverlapImage,
                         _ => return Err("unknown misbehave"),

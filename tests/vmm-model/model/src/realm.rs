@@ -241,6 +241,15 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
             if i == 0 { dtb } else { 0 },
         );
     }
+    if c.misbehave == Misbehave::RipasDestroyed {
+        let g = granules / 2;
+        // SAFETY: inside the RIPAS array.
+        unsafe { ((ripas + g) as *mut u8).write(RIPAS_DESTROYED) };
+        log!(
+            "realm: host destroyed the granule at IPA {:#x} (misbehave)",
+            ram + g * GRANULE
+        );
+    }
     // Stage 2 for protected RAM: mapped iff RIPAS RAM.
     let mut g = 0;
     while g < granules {
