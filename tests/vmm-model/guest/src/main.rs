@@ -309,6 +309,23 @@ extern "C" fn guest_main(dtb: u64) -> ! {
             unsafe { core::arch::asm!("br {}", in(reg) 0x1000_0000u64, options(noreturn)) };
         }
         "smp" => smp_test(),
+        "echo" => {
+            say!("guest: type a line");
+            let b = UART.load(Ordering::Relaxed);
+            let mut line = [0u8; 64];
+            let mut n = 0;
+            while n < line.len() {
+                while mmio_r8(b + 5) & 0x01 == 0 {}
+                let c = mmio_r8(b);
+                if c == b'\n' || c == b'\r' {
+                    break;
+                }
+                line[n] = c;
+                n += 1;
+            }
+            say!("guest: got '{}'", core::str::from_utf8(&line[..n]).unwrap_or("?"));
+            system_off()
+        }
         "fp" => {
             say!("guest: using FP with CPACR_EL1.FPEN = 0");
             // SAFETY: `fmov d0, xzr`, deliberately trapping (FP disabled at EL1).
