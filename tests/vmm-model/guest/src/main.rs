@@ -323,7 +323,10 @@ extern "C" fn guest_main(dtb: u64) -> ! {
                 line[n] = c;
                 n += 1;
             }
-            say!("guest: got '{}'", core::str::from_utf8(&line[..n]).unwrap_or("?"));
+            say!(
+                "guest: got '{}'",
+                core::str::from_utf8(&line[..n]).unwrap_or("?")
+            );
             system_off()
         }
         "fp" => {

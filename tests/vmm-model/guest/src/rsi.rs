@@ -408,6 +408,16 @@ pub fn realm_tests(test: &str) -> ! {
             say!("guest: protected MMIO read {:#x}!", v);
             crate::psci_reset()
         }
+        "realm-exec-shared" => {
+            let f = crate::psci_reset as *const () as u64 | SHARED.load(Ordering::Relaxed);
+            say!(
+                "guest: jumping to the shared alias {:#x} of its own code",
+                f
+            );
+            // SAFETY: deliberately executes from unprotected IPA (expects an SEA).
+            unsafe { core::arch::asm!("blr {}", in(reg) f) };
+            crate::psci_reset()
+        }
         "realm-hvc" => {
             say!("guest: issuing HVC in a realm");
             smccc(false, [0x8400_0000, 0, 0, 0]);

@@ -189,12 +189,13 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     let s2 = stage2();
     let ram = layout::RAM_IPA;
     let sb = c.shared_bit();
-    // Unprotected alias of RAM: shared memory, the same host pages.
+    // Unprotected alias of RAM: shared memory, the same host pages; execute
+    // never, so that an instruction fetch from it faults and gets an SEA.
     s2.map_range(
         sb | ram,
         layout::GUEST_RAM_PA,
         c.mem_bytes(),
-        crate::s2::NORMAL,
+        crate::s2::NORMAL | crate::s2::XN,
         false,
     );
 

@@ -6,6 +6,8 @@ use crate::sys::{dsb, isb, msr};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const NORMAL: u64 = (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10);
+/// Stage-2 execute-never (XN[54:53] = 0b10).
+pub const XN: u64 = 0b10 << 53;
 pub const DEVICE: u64 = (0b0001 << 2) | (0b11 << 6) | (1 << 10) | (0b10 << 53);
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
