@@ -46,19 +46,37 @@ secondary_start:
 3:  wfe
     b 3b
 
-.balign 2048
-.global guest_vectors
-guest_vectors:
-    .rept 16
+.macro gvec idx
     .balign 0x80
     mrs x0, esr_el1
     mrs x1, elr_el1
     mrs x2, far_el1
-    adrp x3, __stack_top
-    add x3, x3, :lo12:__stack_top
-    mov sp, x3
+    mov x3, #\idx
+    adrp x4, __stack_top
+    add x4, x4, :lo12:__stack_top
+    mov sp, x4
     bl guest_exception
-    .endr
+.endm
+
+.balign 2048
+.global guest_vectors
+guest_vectors:
+    gvec 0
+    gvec 1
+    gvec 2
+    gvec 3
+    gvec 4
+    gvec 5
+    gvec 6
+    gvec 7
+    gvec 8
+    gvec 9
+    gvec 10
+    gvec 11
+    gvec 12
+    gvec 13
+    gvec 14
+    gvec 15
 "#
 );
 
@@ -193,7 +211,19 @@ fn set_vbar() {
 }
 
 #[unsafe(no_mangle)]
-extern "C" fn guest_exception(esr: u64, elr: u64, far: u64) -> ! {
+extern "C" fn guest_exception(esr: u64, elr: u64, far: u64, vector: u64) -> ! {
+    if vector == 5 {
+        // IRQ at EL1 with SP_EL1
+        let intid: u64;
+        // SAFETY: acknowledge and end the interrupt at the GIC CPU interface.
+        unsafe {
+            core::arch::asm!("mrs {0}, icc_iar1_el1", "msr icc_eoir1_el1, {0}", "isb", out(reg) intid);
+        }
+        say!("guest: IRQ intid={}", intid);
+        // switch the UART interrupt off again before powering off
+        mmio_w8(UART.load(Ordering::Relaxed) + 1, 0);
+        system_off()
+    }
     say!(
         "guest: EXCEPTION esr={:#x} elr={:#x} far={:#x}",
         esr,
@@ -309,6 +339,7 @@ extern "C" fn guest_main(dtb: u64) -> ! {
             unsafe { core::arch::asm!("br {}", in(reg) 0x1000_0000u64, options(noreturn)) };
         }
         "smp" => smp_test(),
+        "uart-irq" => uart_irq_test(),
         "echo" => {
             say!("guest: type a line");
             let b = UART.load(Ordering::Relaxed);
@@ -499,4 +530,45 @@ pub fn psci_reset() -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+fn mmio_w32(addr: u64, v: u32) {
+    // SAFETY: a single 32-bit str to a device register.
+    unsafe {
+        core::arch::asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v, options(nostack))
+    };
+}
+
+/// Enables UART0's SPI (INTID 32) at QEMU's GICv3 (at kvmtool's addresses)
+/// and IER.THRI: an empty transmitter must interrupt at once.
+fn uart_irq_test() -> ! {
+    let gicd = 0x3fff_0000u64;
+    let gicr = 0x3fff_0000u64 - 0x2_0000; // vCPU 0's redistributor (1 vCPU)
+    mmio_w32(gicd, 0x12); // ARE, EnableGrp1 (single security state)
+    mmio_w32(gicr + 0x14, mmio_r32(gicr + 0x14) & !2); // GICR_WAKER.ProcessorSleep = 0
+    while mmio_r32(gicr + 0x14) & 4 != 0 {}
+    mmio_w32(gicd + 0x84, 1); // IGROUPR1: INTID 32 in group 1
+    mmio_w32(gicd + 0x420, 0xa0a0_a0a0); // priorities of INTID 32..35
+    mmio_w32(gicd + 0x6100, 0); // IROUTER32 = affinity 0
+    mmio_w32(gicd + 0x6104, 0);
+    mmio_w32(gicd + 0x104, 1); // ISENABLER1: INTID 32
+    // SAFETY: enables the system-register CPU interface, unmasks group 1.
+    unsafe {
+        core::arch::asm!(
+            "mrs x9, icc_sre_el1", "orr x9, x9, #1", "msr icc_sre_el1, x9", "isb",
+            "mov x9, #0xff", "msr icc_pmr_el1, x9",
+            "mov x9, #1", "msr icc_igrpen1_el1, x9", "isb",
+            out("x9") _
+        )
+    };
+    let b = UART.load(Ordering::Relaxed);
+    say!("guest: enabling IER.THRI with IRQs unmasked");
+    mmio_w8(b + 1, 0x02);
+    // SAFETY: unmask IRQs; the vector table is installed.
+    unsafe { core::arch::asm!("msr daifclr, #2", "isb") };
+    for _ in 0..10_000_000 {
+        core::hint::spin_loop();
+    }
+    say!("guest: no UART interrupt arrived");
+    psci_reset()
 }

@@ -33,6 +33,8 @@ struct Uart {
     scr: u8,
     /// A byte received in loopback mode.
     loop_rx: Option<u8>,
+    /// Level of the UART's interrupt line as last signalled to the GIC.
+    irq: bool,
 }
 
 impl Uart {
@@ -47,6 +49,7 @@ impl Uart {
         msr: MSR_DCD | MSR_DSR | MSR_CTS,
         scr: 0,
         loop_rx: None,
+        irq: false,
     };
 }
 
@@ -158,12 +161,45 @@ fn rtc_read(index: u8) -> u8 {
     v as u8
 }
 
+/// The UART interrupt as kvmtool computes it (a level: RX data with
+/// IER.RDI, or an empty transmitter with IER.THRI), driven into QEMU's GIC
+/// by setting or clearing the SPI's pending state (the guest owns the GIC;
+/// kvmtool gives UART n SPI n).
+fn uart_update_irq(n: usize, u: &mut Uart) {
+    let level = (u.ier & IER_RDI != 0 && uart_rx_ready(n, u))
+        || (u.ier & IER_THRI != 0 && u.lsr & LSR_TEMT != 0);
+    if level == u.irq {
+        return;
+    }
+    u.irq = level;
+    let intid = 32 + n as u64;
+    let reg = if level { 0x200 } else { 0x280 }; // GICD_ISPENDR / GICD_ICPENDR
+    let addr = layout::QEMU_GICD + reg + (intid / 32) * 4;
+    // SAFETY: QEMU's GIC distributor, identity mapped as Device at EL2; the
+    // write only changes the pending state of this UART's SPI.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, 1 << (intid % 32)) };
+}
+
+/// Re-evaluates the UART interrupt lines (input may have arrived while the
+/// guest ran); called on every trap.
+pub fn poll() {
+    let mut d = DEV.lock();
+    for n in 0..layout::UART_COUNT as usize {
+        let u = &mut d.uart[n];
+        if u.ier != 0 {
+            uart_update_irq(n, u);
+        }
+    }
+}
+
 pub fn mmio_read(addr: u64, size: u64) -> u64 {
     let mut d = DEV.lock();
     let ub = layout::UART_IPA;
     if addr >= ub && addr < ub + layout::UART_COUNT * 0x1000 && addr & 0xfff < 8 {
         let n = ((addr - ub) >> 12) as usize;
-        return uart_read(n, &mut d.uart[n], addr & 7) as u64;
+        let v = uart_read(n, &mut d.uart[n], addr & 7) as u64;
+        uart_update_irq(n, &mut d.uart[n]);
+        return v;
     }
     if addr == layout::RTC_IPA + 1 {
         return rtc_read(d.rtc_index) as u64;
@@ -190,6 +226,7 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
     if addr >= ub && addr < ub + layout::UART_COUNT * 0x1000 && addr & 0xfff < 8 {
         let n = ((addr - ub) >> 12) as usize;
         uart_write(n, &mut d.uart[n], addr & 7, val as u8);
+        uart_update_irq(n, &mut d.uart[n]);
         return;
     }
     if addr == layout::RTC_IPA {

@@ -396,6 +396,7 @@ extern "C" fn rust_trap(v: &mut VCpu, kind: u64) {
             format_args!("TIMEOUT: guest still running after {} s", cfg().timeout_s),
         );
     }
+    devices::poll();
     let esr = mrs!("esr_el2");
     let elr = mrs!("elr_el2");
     if kind != 0 {
