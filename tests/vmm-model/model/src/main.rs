@@ -601,21 +601,23 @@ fn smc_to_qemu(fid: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     r
 }
 
-fn is_known_psci(fid: u64) -> bool {
-    let f = fid & !0x4000_0000; // SMC32 and SMC64 forms
-    matches!(
-        f,
-        PSCI_VERSION
-            | PSCI_CPU_SUSPEND
-            | PSCI_CPU_OFF
-            | PSCI_CPU_ON
-            | PSCI_AFFINITY_INFO
-            | PSCI_MIGRATE_INFO_TYPE
-            | PSCI_SYSTEM_OFF
-            | PSCI_SYSTEM_RESET
-            | PSCI_FEATURES
-    ) || fid == SMCCC_VERSION
-        || fid == SMCCC_ARCH_FEATURES
+/// The PSCI functions answered: KVM's PSCI 1.1 set (32-bit IDs, plus the
+/// 64-bit forms of the calls that take addresses), or TF-RMM's (the same
+/// without MIGRATE_INFO_TYPE; runtime/rsi/psci.c).
+fn psci_supported(fid: u64, realm: bool) -> bool {
+    const SMC64: u64 = 0x4000_0000;
+    match fid {
+        PSCI_VERSION | PSCI_CPU_SUSPEND | PSCI_CPU_OFF | PSCI_CPU_ON | PSCI_AFFINITY_INFO
+        | PSCI_SYSTEM_OFF | PSCI_SYSTEM_RESET | PSCI_FEATURES => true,
+        PSCI_MIGRATE_INFO_TYPE => !realm,
+        f if f == PSCI_CPU_SUSPEND | SMC64
+            || f == PSCI_CPU_ON | SMC64
+            || f == PSCI_AFFINITY_INFO | SMC64 =>
+        {
+            true
+        }
+        _ => false,
+    }
 }
 
 /// PSCI and SMCCC calls, as KVM (normal mode) or the RMM (realm) answers them.
@@ -624,12 +626,20 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
     realm::count_psci(realm);
     let f = fid & !0x4000_0000;
     let ret = match (fid, f) {
-        (SMCCC_VERSION, _) => 0x1_0001,
+        // KVM reports SMCCC 1.1, TF-RMM 1.2.
+        (SMCCC_VERSION, _) => {
+            if realm {
+                0x1_0002
+            } else {
+                0x1_0001
+            }
+        }
         (SMCCC_ARCH_FEATURES, _) => NOT_SUPPORTED,
+        _ if !psci_supported(fid, realm) => NOT_SUPPORTED,
         (_, PSCI_VERSION) => 0x1_0001, // PSCI 1.1
         (_, PSCI_FEATURES) => {
             let q = v.x[1] & 0xffff_ffff;
-            if is_known_psci(q) && q != SMCCC_ARCH_FEATURES {
+            if psci_supported(q, realm) || q == SMCCC_VERSION {
                 0
             } else {
                 NOT_SUPPORTED
