@@ -622,7 +622,8 @@ fn psci_supported(fid: u64, realm: bool) -> bool {
 
 /// PSCI and SMCCC calls, as KVM (normal mode) or the RMM (realm) answers them.
 fn smccc_call(v: &mut VCpu, realm: bool) {
-    let fid = v.x[0] & 0xffff_ffff;
+    // The SMCCC 1.3 SVE hint (bit 16) is ignored, as TF-RMM and KVM do.
+    let fid = v.x[0] & 0xfffe_ffff;
     realm::count_psci(realm);
     let f = fid & !0x4000_0000;
     let ret = match (fid, f) {
@@ -726,5 +727,9 @@ fn smccc_call(v: &mut VCpu, realm: bool) {
         }
         _ => NOT_SUPPORTED,
     };
+    // KVM and TF-RMM both write x0..x3 (results, then zeros).
     v.x[0] = ret;
+    v.x[1] = 0;
+    v.x[2] = 0;
+    v.x[3] = 0;
 }

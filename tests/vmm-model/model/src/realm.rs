@@ -379,7 +379,7 @@ pub fn instruction_abort(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
 
 /// Handles an SMC if it is an RSI call. Returns false for other FIDs.
 pub fn rsi_call(v: &mut VCpu) -> bool {
-    let fid = v.x[0] & 0xffff_ffff;
+    let fid = v.x[0] & 0xfffe_ffff; // SVE hint bit ignored
     if !(RSI_VERSION..=0xc400_01af).contains(&fid) {
         return false;
     }
@@ -579,15 +579,14 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
             }
         }
         _ => {
-            out[0] = u64::MAX; // SMC_UNKNOWN for RSI FIDs the RMM lacks
-            v.x[0] = out[0];
-            return true;
+            out[0] = u64::MAX; // SMC_UNKNOWN for RSI FIDs the model lacks
         }
     }
-    // RSI results in x0..x8 (MEASUREMENT_READ uses all); others keep x4+.
+    // TF-RMM writes x0..x3 (results, then zeros) and keeps x4 and up,
+    // except MEASUREMENT_READ, which writes x1..x8.
     let n = match fid {
         RSI_MEASUREMENT_READ => 9,
-        _ => 3,
+        _ => 4,
     };
     v.x[..n].copy_from_slice(&out[..n]);
     true
