@@ -350,7 +350,9 @@ fn enter_guest(cpu: usize, pc: u64) -> ! {
     msr!("ich_hcr_el2", 0);
     msr!("mdcr_el2", mrs!("mdcr_el2") & 0x1f); // keep HPMN, no debug traps
     // Guest EL1 state at reset.
-    msr!("sctlr_el1", 0x00c5_0078);
+    // KVM's reset value; in a realm TF-RMM's SCTLR_EL1_FLAGS (SA, SA0,
+    // CP15BEN, nAA, EOS, nTWI, nTWE, EIS, SPAN). M = C = I = 0 in both.
+    msr!("sctlr_el1", if c.realm { 0x00c5_0878 } else { 0x00c5_0078 });
     msr!("cpacr_el1", 0);
     msr!("tcr_el1", 0);
     msr!("mair_el1", 0);
