@@ -349,6 +349,19 @@ fn enter_guest(cpu: usize, pc: u64) -> ! {
     msr!("icc_sre_el2", 0xf);
     msr!("ich_hcr_el2", 0);
     msr!("mdcr_el2", mrs!("mdcr_el2") & 0x1f); // keep HPMN, no debug traps
+    // Features whose EL1 use needs EL2 consent, enabled as KVM enables them
+    // for a guest that sees them: HCRX_EL2.MSCEn (memcpy/memset
+    // instructions), TCR2En and SCTLR2En; and the largest SVE/SME vector
+    // lengths (ZCR_EL2/SMCR_EL2.LEN, clamped by the CPU).
+    if (mrs!("id_aa64mmfr1_el1") >> 40) & 0xf != 0 {
+        msr!("S3_4_C1_C2_2", (1 << 11) | (1 << 14) | (1 << 15)); // HCRX_EL2
+    }
+    if (mrs!("id_aa64pfr0_el1") >> 32) & 0xf != 0 {
+        msr!("S3_4_C1_C2_0", 0xf); // ZCR_EL2
+    }
+    if (mrs!("id_aa64pfr1_el1") >> 24) & 0xf != 0 {
+        msr!("S3_4_C1_C2_6", 0xf); // SMCR_EL2
+    }
     // Guest EL1 state at reset.
     // KVM's reset value; in a realm TF-RMM's SCTLR_EL1_FLAGS (SA, SA0,
     // CP15BEN, nAA, EOS, nTWI, nTWE, EIS, SPAN). M = C = I = 0 in both.
@@ -373,7 +386,6 @@ fn enter_guest(cpu: usize, pc: u64) -> ! {
     msr!("elr_el2", pc);
     msr!("spsr_el2", 0x3c5);
     s2::tlb_flush_guest();
-    let _ = c;
     // SAFETY: all EL2 state for the guest is set; guest_resume loads the
     // registers from `v` and returns to EL1.
     unsafe { guest_resume(v) }
