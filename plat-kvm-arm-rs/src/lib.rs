@@ -17,3 +17,4 @@ pub mod memregion;
 pub mod mmio;
 pub mod pagetable;
 pub mod psci;
+pub mod rsi;
