@@ -146,6 +146,50 @@ fn rim_data(rim: &mut [u8; 64], ipa: u64) {
     rim[..32].copy_from_slice(&sha256(&d));
 }
 
+/// Block sizes of the realm's RTT (bit mask), with concatenated tables at
+/// the start level when it would have at most 16 entries, as KVM sets up.
+fn rtt_block_sizes(ipa_bits: u32) -> u64 {
+    let table_bits = ipa_bits - 12;
+    let mut levels = table_bits.div_ceil(9);
+    if table_bits - 9 * (levels - 1) <= 4 {
+        levels -= 1;
+    }
+    let mut sizes = 0;
+    for l in (4 - levels)..4 {
+        sizes |= GRANULE << (9 * (3 - l));
+    }
+    sizes
+}
+
+/// RIM extension with RIPAS descriptors for RMI_RTT_INIT_RIPAS over
+/// [base, top): one per RTT entry, using the largest blocks that fit.
+fn rim_init_ripas(rim: &mut [u8; 64], base: u64, top: u64, ipa_bits: u32) {
+    let all = rtt_block_sizes(ipa_bits);
+    let mut cur = base;
+    while cur < top {
+        let mut sizes = all;
+        if cur != 0 {
+            sizes &= (1u64 << (cur.trailing_zeros() + 1)) - 1;
+        }
+        let mut bs;
+        loop {
+            bs = 1u64 << (63 - sizes.leading_zeros());
+            if top - cur >= bs || sizes == bs {
+                break;
+            }
+            sizes &= !bs;
+        }
+        let mut d = [0u8; 0x100];
+        d[0] = 2; // MEASURE_DESC_TYPE_RIPAS
+        d[8..16].copy_from_slice(&0x100u64.to_le_bytes());
+        d[0x10..0x30].copy_from_slice(&rim[..32]);
+        d[0x50..0x58].copy_from_slice(&cur.to_le_bytes());
+        d[0x58..0x60].copy_from_slice(&(cur + bs).to_le_bytes());
+        rim[..32].copy_from_slice(&sha256(&d));
+        cur += bs;
+    }
+}
+
 /// RIM extension with a REC descriptor (flags, pc, gprs measured).
 fn rim_rec(rim: &mut [u8; 64], runnable: bool, pc: u64, x0: u64) {
     let mut h = Sha256::new();
@@ -199,49 +243,58 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         false,
     );
 
-    // RIM: realm parameters (flags0, s2sz, sve_vl, num_bps, num_wps,
-    // pmu_num_ctrs, algorithm; everything else zero).
+    // RIM as TF-RMM v1.0 computes it, over kvmtool-cca's creation sequence
+    // (the order of Veraison's realm-vm spec): RMI_REALM_CREATE parameters,
+    // RMI_RTT_INIT_RIPAS per RTT entry, RMI_DATA_CREATE per granule in
+    // ascending IPA, then the one runnable REC.
+    let dfr0 = mrs!("id_aa64dfr0_el1");
     let mut params = [0u8; 0x1000];
-    params[8..12].copy_from_slice(&c.ipa_bits.to_le_bytes());
+    params[8] = c.ipa_bits as u8; // s2sz
+    params[0x18] = ((dfr0 >> 12) & 0xf) as u8; // num_bps - 1 (the CPU's BRPs)
+    params[0x20] = ((dfr0 >> 20) & 0xf) as u8; // num_wps - 1 (the CPU's WRPs)
     params[0x30] = 0; // SHA-256
     st.rim[..32].copy_from_slice(&sha256(&params));
 
-    let kend = (kern + kern_size + GRANULE - 1) & !(GRANULE - 1);
+    let up = |x: u64| (x + GRANULE - 1) & !(GRANULE - 1);
+    let kbase = kern & !(GRANULE - 1);
     let dend = dtb + crate::dtb::FDT_MAX_SIZE as u64;
-    // Populated (measured) granules, ascending IPA.
-    let (first, second) = if kern <= dtb {
-        ((kern, kend), (dtb, dend))
-    } else {
-        ((dtb, dend), (kern, kend))
-    };
-    for (s, e) in [first, second] {
-        let mut a = s & !(GRANULE - 1);
+    // Blobs in ascending IPA: (base, end of the measured data, end of the
+    // RIPAS RAM footprint).
+    let mut blobs = [(kbase, up(kern + c.img_size), up(kern + kern_size)), (dtb, dend, dend)];
+    if blobs[1].0 < blobs[0].0 {
+        blobs.swap(0, 1);
+    }
+    let ram_end = ram + c.mem_bytes();
+    let mut set_ram = |st: &mut State, s: u64, e: u64| {
+        let mut a = s;
         while a < e {
-            if let Some(p) = ripas_ptr(&st, a) {
+            if let Some(p) = ripas_ptr(st, a) {
                 // SAFETY: inside the RIPAS array.
-                if unsafe { p.read() } != RIPAS_RAM {
-                    // SAFETY: as above.
-                    unsafe { p.write(RIPAS_RAM) };
-                    rim_data(&mut st.rim, a);
-                }
+                unsafe { p.write(RIPAS_RAM) };
             }
             a += GRANULE;
         }
-    }
+    };
     if c.ripas == InitRipas::All {
-        for g in 0..granules {
-            // SAFETY: inside the RIPAS array.
-            unsafe { ((ripas + g) as *mut u8).write(RIPAS_RAM) };
+        rim_init_ripas(&mut st.rim, ram, ram_end, c.ipa_bits);
+        set_ram(&mut st, ram, ram_end);
+    } else {
+        for &(s, _, e) in &blobs {
+            let e = e.min(ram_end);
+            if s < e {
+                rim_init_ripas(&mut st.rim, s, e, c.ipa_bits);
+                set_ram(&mut st, s, e);
+            }
         }
     }
-    for i in 0..c.cpus {
-        rim_rec(
-            &mut st.rim,
-            i == 0,
-            if i == 0 { kern } else { 0 },
-            if i == 0 { dtb } else { 0 },
-        );
+    for &(s, e, _) in &blobs {
+        let mut a = s;
+        while a < e.min(ram_end) {
+            rim_data(&mut st.rim, a);
+            a += GRANULE;
+        }
     }
+    rim_rec(&mut st.rim, true, kern, dtb);
     if c.misbehave == Misbehave::RipasDestroyed {
         let g = granules / 2;
         // SAFETY: inside the RIPAS array.
@@ -280,6 +333,12 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
             "image + DTB only"
         },
         core::str::from_utf8(&hex).unwrap_or("?")
+    );
+    log!(
+        "realm params: s2sz={} num_bps={} num_wps={} sve_vl=0 pmu=off hash=sha256",
+        c.ipa_bits,
+        ((dfr0 >> 12) & 0xf) + 1,
+        ((dfr0 >> 20) & 0xf) + 1
     );
     *STATE.lock() = Some(st);
 }
