@@ -260,7 +260,10 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     let dend = dtb + crate::dtb::FDT_MAX_SIZE as u64;
     // Blobs in ascending IPA: (base, end of the measured data, end of the
     // RIPAS RAM footprint).
-    let mut blobs = [(kbase, up(kern + c.img_size), up(kern + kern_size)), (dtb, dend, dend)];
+    let mut blobs = [
+        (kbase, up(kern + c.img_size), up(kern + kern_size)),
+        (dtb, dend, dend),
+    ];
     if blobs[1].0 < blobs[0].0 {
         blobs.swap(0, 1);
     }
