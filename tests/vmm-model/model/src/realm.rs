@@ -268,7 +268,7 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         blobs.swap(0, 1);
     }
     let ram_end = ram + c.mem_bytes();
-    let mut set_ram = |st: &mut State, s: u64, e: u64| {
+    let set_ram = |st: &mut State, s: u64, e: u64| {
         let mut a = s;
         while a < e {
             if let Some(p) = ripas_ptr(st, a) {
