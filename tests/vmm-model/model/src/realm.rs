@@ -353,14 +353,43 @@ fn in_par(ipa: u64) -> bool {
     ipa < protected_size()
 }
 
+/// Logs an SEA injection; after 16 of them, quietly (the counters go on).
+fn sea_log(args: core::fmt::Arguments) {
+    let n = SEA_INJECTED.load(Ordering::Relaxed);
+    if n < 16 {
+        log!("{}", args);
+    } else if n == 16 {
+        log!("realm: further SEA messages suppressed (see the counters)");
+    }
+}
+
+static SEA_LAST_PC: AtomicU64 = AtomicU64::new(u64::MAX);
+static SEA_REPEATS: AtomicU64 = AtomicU64::new(0);
+/// Consecutive SEAs at one PC after which the run ends (a guest that
+/// retries a faulting access forever would otherwise only time out).
+const SEA_STORM: u64 = 10_000;
+
 fn sea(v: &mut VCpu, esr_el2: u64) {
     SEA_INJECTED.fetch_add(1, Ordering::Relaxed);
+    let pc = mrs!("elr_el2");
+    if SEA_LAST_PC.swap(pc, Ordering::Relaxed) == pc {
+        if SEA_REPEATS.fetch_add(1, Ordering::Relaxed) + 1 >= SEA_STORM {
+            stop(
+                status::GUEST_EXCEPTION,
+                format_args!(
+                    "GUEST WEDGED: {} synchronous external aborts in a row at pc={:#x} (the guest retries the faulting access)",
+                    SEA_STORM, pc
+                ),
+            );
+        }
+    } else {
+        SEA_REPEATS.store(0, Ordering::Relaxed);
+    }
     // ESR_EL2 copied except EC (same-EL abort class), FSC = SEA, FnV and
     // S1PTW cleared (TF-RMM calc_esr_idabort).
     let ec = (esr_el2 >> 26) + 1; // 0x20 -> 0x21, 0x24 -> 0x25 (lower-EL fix in inject_sync)
     let esr = (esr_el2 & !((0x3f << 26) | 0x3f | (1 << 10) | (1 << 7))) | (ec << 26) | 0x10;
     let far = mrs!("far_el2");
-    let pc = mrs!("elr_el2");
     inject_sync(v, esr, Some(far), pc);
 }
 
@@ -387,16 +416,16 @@ pub fn data_abort_filter(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
         RIPAS_EMPTY => {
             if ipa < layout::RAM_IPA {
                 PROTECTED_MMIO.fetch_add(1, Ordering::Relaxed);
-                log!(
+                sea_log(format_args!(
                     "realm: data access to protected IPA {:#x} (device address without the shared bit): SEA injected",
                     ipa
-                );
+                ));
             } else {
                 EMPTY_TOUCHES.fetch_add(1, Ordering::Relaxed);
-                log!(
+                sea_log(format_args!(
                     "realm: data access to RIPAS EMPTY IPA {:#x}: SEA injected",
                     ipa
-                );
+                ));
             }
             sea(v, esr);
             true
@@ -424,7 +453,7 @@ pub fn instruction_abort(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
         if ipa & sb == 0 && ipa >= layout::RAM_IPA {
             EMPTY_TOUCHES.fetch_add(1, Ordering::Relaxed);
         }
-        log!(
+        sea_log(format_args!(
             "realm: instruction fetch from {} IPA {:#x}: SEA injected",
             if ipa & sb != 0 {
                 "unprotected"
@@ -432,7 +461,7 @@ pub fn instruction_abort(v: &mut VCpu, esr: u64, ipa: u64) -> bool {
                 "EMPTY"
             },
             ipa
-        );
+        ));
         sea(v, esr);
         return true;
     }
