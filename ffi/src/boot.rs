@@ -21,9 +21,9 @@ use plat_kvm_arm::psci::Conduit;
 
 global_asm!(include_str!("arch/entry.S"), options(raw));
 
-/// Tables for the boot map: kvmtool and QEMU `virt` layouts need under 12 (see
-/// `tests/tests/bootmap.rs`); the rest is headroom for unusual trees.
-const PT_POOL_TABLES: usize = 32;
+/// Tables for the boot map: kvmtool and QEMU `virt` layouts need at most 10, with
+/// Unikraft's direct map (see `tests/tests/pagetable.rs`); the rest is headroom.
+const PT_POOL_TABLES: usize = 16;
 
 /// Boot-time state shared between the MMU-off phase, the C ABI and the fatal path.
 /// Written only by the boot CPU before any other CPU runs.
@@ -47,8 +47,11 @@ impl<T: Copy> BootCell<T> {
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[Table; PT_POOL_TABLES]>);
+// The builder clears each table it takes, so the pool is kept out of the .bss
+// range the entry code zeroes (see the linker script's `_plat_bss_end`).
 // SAFETY: used once, by the boot CPU, while building the tables.
 unsafe impl Sync for Pool {}
+#[unsafe(link_section = ".plat_noinit.pt_pool")]
 static PT_POOL: Pool = Pool(UnsafeCell::new([Table::ZERO; PT_POOL_TABLES]));
 
 /// The console the device tree named, once known (the fatal path uses it).

@@ -23,13 +23,14 @@ static ATTEMPTED: crate::boot::BootFlag = crate::boot::BootFlag::new();
 /// Stops the guest: PSCI SYSTEM_RESET for a restart, SYSTEM_OFF otherwise. Test
 /// builds (feature `semihosting`, QEMU only) exit with a status instead.
 pub(crate) fn power_off(reason: Reason) -> ! {
-    #[cfg(feature = "semihosting")]
-    semihosting_exit(match reason {
-        Reason::Halt => 0,
-        Reason::Restart => 1,
-        Reason::Crash => 2,
-        Reason::Fatal => 3,
-    });
+    if cfg!(feature = "semihosting") {
+        semihosting_exit(match reason {
+            Reason::Halt => 0,
+            Reason::Restart => 1,
+            Reason::Crash => 2,
+            Reason::Fatal => 3,
+        });
+    }
     if !ATTEMPTED.test_and_set() {
         let psci = Psci::new(crate::boot::conduit());
         let err = if reason == Reason::Restart {
@@ -50,9 +51,8 @@ pub(crate) fn power_off(reason: Reason) -> ! {
     }
 }
 
-/// Semihosting `SYS_EXIT_EXTENDED`: QEMU exits with `code`. Never in normal builds:
-/// on KVM or in a realm `hlt` would trap.
-#[cfg(feature = "semihosting")]
+/// Semihosting `SYS_EXIT_EXTENDED`: QEMU exits with `code`. Only reachable in test
+/// builds (feature `semihosting`): on KVM or in a realm `hlt` would trap.
 fn semihosting_exit(code: u64) -> ! {
     let block: [u64; 2] = [0x20026, code]; // ADP_Stopped_ApplicationExit
     loop {

@@ -8,10 +8,9 @@
 //! untrusted in a realm) with a specific [`BootInfoError`].
 
 use crate::console::{UartDesc, UartKind};
-use crate::fdt::{self, Cells, Dt, DtError, DtNode};
+use crate::fdt::{self, Cells, Dt, DtError, Token};
 use crate::memregion::{FixedList, MemRange, Region, RegionFlags, RegionKind, carve_free};
 use crate::psci::Conduit;
-use dtoolkit::Node;
 
 /// Most RAM banks accepted (several `/memory` nodes and several `reg` entries).
 pub const MAX_RAM_BANKS: usize = 16;
@@ -19,8 +18,12 @@ pub const MAX_RAM_BANKS: usize = 16;
 pub const MAX_RESERVED: usize = 16;
 /// Most memory regions produced.
 pub const MAX_REGIONS: usize = 64;
-/// Most device windows collected for the boot page tables.
+/// Most device windows collected for the boot page tables (after merging).
 pub const MAX_DEVICES: usize = 32;
+/// Most supported UART nodes remembered while looking for the console.
+const MAX_UARTS: usize = 8;
+/// Most `/aliases` entries remembered (only the one `stdout-path` names is used).
+const MAX_ALIASES: usize = 16;
 /// Most image segments.
 pub const MAX_SEGMENTS: usize = 4;
 
@@ -203,8 +206,273 @@ fn range(base: u64, len: u64, src: Source) -> Result<MemRange, BootInfoError> {
     MemRange::from_base_len(base, len).ok_or(BootInfoError::Wraps(src))
 }
 
-fn is_memory_node(node: &DtNode<'_>) -> bool {
-    fdt::prop(node, "device_type").is_some_and(|v| v == b"memory\0")
+/// The properties of one node that matter here, gathered while its tokens stream by.
+#[derive(Default, Clone, Copy)]
+struct Node<'a> {
+    name: &'a [u8],
+    compatible: Option<&'a [u8]>,
+    reg: Option<&'a [u8]>,
+    status: Option<&'a [u8]>,
+    device_type: Option<&'a [u8]>,
+    ranges: Option<&'a [u8]>,
+    method: Option<&'a [u8]>,
+    address_cells: Option<&'a [u8]>,
+    size_cells: Option<&'a [u8]>,
+    reg_shift: Option<&'a [u8]>,
+    reg_io_width: Option<&'a [u8]>,
+    clock_frequency: Option<&'a [u8]>,
+    bootargs: Option<&'a [u8]>,
+    stdout_path: Option<&'a [u8]>,
+    initrd_start: Option<&'a [u8]>,
+    initrd_end: Option<&'a [u8]>,
+    /// Whether the node was already handled (at its first child or its end).
+    done: bool,
+}
+
+impl<'a> Node<'a> {
+    fn record(&mut self, name: &[u8], value: &'a [u8]) {
+        let slot = match name {
+            b"compatible" => &mut self.compatible,
+            b"reg" => &mut self.reg,
+            b"status" => &mut self.status,
+            b"device_type" => &mut self.device_type,
+            b"ranges" => &mut self.ranges,
+            b"method" => &mut self.method,
+            b"#address-cells" => &mut self.address_cells,
+            b"#size-cells" => &mut self.size_cells,
+            b"reg-shift" => &mut self.reg_shift,
+            b"reg-io-width" => &mut self.reg_io_width,
+            b"clock-frequency" => &mut self.clock_frequency,
+            b"bootargs" => &mut self.bootargs,
+            b"stdout-path" => &mut self.stdout_path,
+            b"linux,initrd-start" => &mut self.initrd_start,
+            b"linux,initrd-end" => &mut self.initrd_end,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
+    fn enabled(&self) -> bool {
+        fdt::status_enabled(self.status)
+    }
+
+    fn compatible_with(&self, want: &str) -> bool {
+        self.compatible
+            .is_some_and(|v| fdt::strlist_contains(v, want))
+    }
+
+    fn is_memory(&self) -> bool {
+        self.device_type == Some(b"memory\0")
+    }
+
+    fn child_cells(&self) -> Result<Cells, DtError> {
+        Cells::from_values(self.address_cells, self.size_cells)
+    }
+
+    /// The node's `reg` entries laid out with the parent's `cells` (none if absent).
+    fn regs(&self, cells: Cells) -> Result<Option<fdt::RegIter<'a>>, DtError> {
+        self.reg.map(|v| fdt::reg(v, cells)).transpose()
+    }
+}
+
+/// What a parent is to its children, for the grandchildren we read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parent {
+    /// Children are not looked at.
+    Other,
+    /// `/reserved-memory`: children's `reg` are reservations.
+    Reserved(Cells),
+    /// `/cpus`: children are CPUs.
+    Cpus,
+    /// A node with an empty `ranges` (1:1): children's `reg` are device windows.
+    Identity(Cells),
+}
+
+/// Everything gathered in the single walk, before the cross-checks.
+struct Walk<'a> {
+    root_cells: Cells,
+    ram: FixedList<MemRange, MAX_RAM_BANKS>,
+    reserved: FixedList<MemRange, MAX_RESERVED>,
+    devices: FixedList<MemRange, MAX_DEVICES>,
+    uarts: FixedList<(&'a [u8], UartDesc), MAX_UARTS>,
+    aliases: FixedList<(&'a [u8], &'a [u8]), MAX_ALIASES>,
+    chosen: Option<Node<'a>>,
+    psci: Option<Conduit>,
+    gic: Option<GicDesc>,
+    cpu_count: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn device(&mut self, r: MemRange) -> Result<(), BootInfoError> {
+        self.devices
+            .insert_merged(r.page_outer())
+            .map_err(|_| BootInfoError::TooMany(Source::Device))
+    }
+
+    /// A child of the root, complete with its properties. Returns what it is to its
+    /// own children.
+    fn root_child(&mut self, n: &Node<'a>) -> Result<Parent, BootInfoError> {
+        let cells = self.root_cells;
+        match n.name {
+            b"chosen" => {
+                self.chosen = Some(*n);
+                return Ok(Parent::Other);
+            }
+            b"aliases" => return Ok(Parent::Other),
+            b"cpus" => return Ok(Parent::Cpus),
+            b"reserved-memory" => return Ok(Parent::Reserved(n.child_cells()?)),
+            _ => {}
+        }
+        if !n.enabled() {
+            return Ok(Parent::Other);
+        }
+        if n.is_memory() {
+            if let Some(regs) = n.regs(cells)? {
+                for (base, len) in regs {
+                    self.ram
+                        .push(range(base, len, Source::Memory)?)
+                        .map_err(|_| BootInfoError::TooMany(Source::Memory))?;
+                }
+            }
+            return Ok(Parent::Other);
+        }
+        if self.psci.is_none()
+            && (n.compatible_with("arm,psci-1.0")
+                || n.compatible_with("arm,psci-0.2")
+                || n.compatible_with("arm,psci"))
+        {
+            self.psci = match n.method.map(fdt::value_str).transpose()? {
+                Some("hvc") => Some(Conduit::Hvc),
+                Some("smc") => Some(Conduit::Smc),
+                _ => return Err(BootInfoError::BadPsciMethod),
+            };
+        }
+        if self.gic.is_none() {
+            self.gic = gic(n, cells)?;
+        }
+        if let Some(u) = uart_desc(n, cells) {
+            // More UARTs than we remember are simply not candidates.
+            let _ = self.uarts.push((n.name, u));
+        }
+        if let Some(regs) = n.regs(cells)? {
+            for (b, l) in regs {
+                self.device(range(b, l, Source::Device)?)?;
+            }
+        }
+        if n.device_type == Some(b"pci\0") {
+            pci_windows(n, cells, self)?;
+        } else if n.ranges.is_some_and(|v| v.is_empty()) {
+            return Ok(Parent::Identity(n.child_cells()?));
+        }
+        Ok(Parent::Other)
+    }
+
+    fn grandchild(&mut self, parent: Parent, n: &Node<'a>) -> Result<(), BootInfoError> {
+        match parent {
+            Parent::Other => {}
+            Parent::Cpus => {
+                if n.device_type == Some(b"cpu\0") {
+                    self.cpu_count += 1;
+                }
+            }
+            Parent::Reserved(cells) if n.enabled() => {
+                // Dynamic reservations (size without reg) are the OS's to place: none here.
+                if let Some(regs) = n.regs(cells)? {
+                    for (base, len) in regs {
+                        let r = range(base, len, Source::ReservedMemory)?;
+                        self.reserved
+                            .push(r)
+                            .map_err(|_| BootInfoError::TooMany(Source::ReservedMemory))?;
+                    }
+                }
+            }
+            Parent::Identity(cells) if n.enabled() => {
+                if let Some(regs) = n.regs(cells)? {
+                    for (b, l) in regs {
+                        self.device(range(b, l, Source::Device)?)?;
+                    }
+                }
+            }
+            Parent::Reserved(_) | Parent::Identity(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Walks the structure block once, handing each node of depth 1-3 over as soon as
+/// its properties are known (at its first child or at its end).
+fn walk<'a>(dt: &Dt<'a>) -> Result<Walk<'a>, BootInfoError> {
+    let mut w = Walk {
+        root_cells: Cells::DEFAULT,
+        ram: FixedList::new(),
+        reserved: FixedList::new(),
+        devices: FixedList::new(),
+        uarts: FixedList::new(),
+        aliases: FixedList::new(),
+        chosen: None,
+        psci: None,
+        gic: None,
+        cpu_count: 0,
+    };
+    // Open nodes at depths 1, 2, 3 (deeper ones are skipped), and what the depth-2
+    // node is to its children.
+    let mut open: [Node<'a>; 3] = [Node::default(); 3];
+    let mut parent = Parent::Other;
+    let mut depth = 0;
+    let finish = |w: &mut Walk<'a>,
+                  open: &mut [Node<'a>; 3],
+                  parent: &mut Parent,
+                  d: usize|
+     -> Result<(), BootInfoError> {
+        let n = &mut open[d - 1];
+        if n.done {
+            return Ok(());
+        }
+        n.done = true;
+        let n = *n;
+        match d {
+            1 => w.root_cells = n.child_cells()?,
+            2 => *parent = w.root_child(&n)?,
+            _ => w.grandchild(*parent, &n)?,
+        }
+        Ok(())
+    };
+    let mut in_aliases = false;
+    for t in dt.tokens() {
+        match t? {
+            Token::Begin { name, depth: d } => {
+                if (2..=4).contains(&d) {
+                    finish(&mut w, &mut open, &mut parent, d - 1)?;
+                }
+                if d <= 3 {
+                    open[d - 1] = Node {
+                        name,
+                        ..Node::default()
+                    };
+                }
+                if d == 2 {
+                    parent = Parent::Other;
+                }
+                in_aliases = d == 2 && name == b"aliases";
+                depth = d;
+            }
+            Token::Prop { name, value } => {
+                if in_aliases && depth == 2 {
+                    let _ = w.aliases.push((name, value));
+                } else if depth <= 3 {
+                    open[depth - 1].record(name, value);
+                }
+            }
+            Token::End => {
+                if depth <= 3 {
+                    finish(&mut w, &mut open, &mut parent, depth)?;
+                }
+                in_aliases = false;
+                depth -= 1;
+            }
+        }
+    }
+    Ok(w)
 }
 
 /// Derives the boot information.
@@ -217,37 +485,66 @@ pub fn parse<'a>(
     image: &ImageLayout<'_>,
 ) -> Result<BootInfo<'a>, BootInfoError> {
     let dt = Dt::open(dtb)?;
-    let root = dt.root();
-    let root_cells = Cells::of(&root)?;
-
-    if image.segments.is_empty() || image.segments.len() > MAX_SEGMENTS {
+    if image.segments.is_empty()
+        || image.segments.len() > MAX_SEGMENTS
+        || image.segments.iter().any(|s| s.range.is_empty())
+    {
         return Err(BootInfoError::BadImageLayout);
     }
-    for s in image.segments {
-        if s.range.is_empty() {
-            return Err(BootInfoError::BadImageLayout);
-        }
-    }
     let img = image.extent().ok_or(BootInfoError::BadImageLayout)?;
+    let w = walk(&dt)?;
+
     let dtb_range = range(dtb_addr, dt.total_size() as u64, Source::Dtb)?;
     if dtb_range.overlaps(&img) {
         return Err(BootInfoError::DtbOverlapsImage);
     }
-
-    let ram = collect_ram(&root, root_cells)?;
+    let mut ram = w.ram.clone();
+    if ram.is_empty() {
+        return Err(BootInfoError::NoMemory);
+    }
+    ram.sort_by_key(|r| r.start);
+    if ram.as_slice().windows(2).any(|p| p[0].overlaps(&p[1])) {
+        return Err(BootInfoError::OverlappingRam);
+    }
     if !ram.iter().any(|r| r.contains_range(&img)) {
         return Err(BootInfoError::ImageOutsideRam);
     }
+    if w.devices
+        .iter()
+        .any(|d| ram.iter().any(|r| r.page_outer().overlaps(&d)))
+    {
+        return Err(BootInfoError::DeviceOverlapsRam);
+    }
 
-    let chosen = dt.find("/chosen");
-    let initrd = match &chosen {
+    let initrd = match &w.chosen {
         Some(c) => parse_initrd(c)?,
         None => None,
     };
     if initrd.is_some_and(|r| r.overlaps(&img)) {
         return Err(BootInfoError::OverlapsImage(Source::Initrd));
     }
-    let reserved = collect_reserved(&dt, &img)?;
+    let mut reserved = FixedList::<MemRange, MAX_RESERVED>::new();
+    for e in dt.mem_reservations() {
+        let (base, len) = e?;
+        reserved
+            .push(range(base, len, Source::MemReserve)?)
+            .map_err(|_| BootInfoError::TooMany(Source::MemReserve))?;
+    }
+    for r in w.reserved.iter() {
+        reserved
+            .push(r)
+            .map_err(|_| BootInfoError::TooMany(Source::ReservedMemory))?;
+    }
+    for (i, r) in reserved.iter().enumerate() {
+        if r.overlaps(&img) {
+            let src = if i < reserved.len() - w.reserved.len() {
+                Source::MemReserve
+            } else {
+                Source::ReservedMemory
+            };
+            return Err(BootInfoError::OverlapsImage(src));
+        }
+    }
 
     // Everything that is not free, then the free remainder of each bank.
     let mut regions = FixedList::<Region, MAX_REGIONS>::new();
@@ -261,114 +558,51 @@ pub fn parse<'a>(
             })
             .map_err(too_many)?;
     }
-    regions
-        .push(Region {
-            range: dtb_range,
-            kind: RegionKind::DeviceTree,
-            flags: RegionFlags::READ,
-        })
-        .map_err(too_many)?;
+    let mut add = |range, kind, flags| regions.push(Region { range, kind, flags });
+    add(dtb_range, RegionKind::DeviceTree, RegionFlags::READ).map_err(too_many)?;
     if let Some(r) = initrd {
-        regions
-            .push(Region {
-                range: r,
-                kind: RegionKind::Initrd,
-                flags: RegionFlags::READ,
-            })
-            .map_err(too_many)?;
+        add(r, RegionKind::Initrd, RegionFlags::READ).map_err(too_many)?;
     }
     for r in reserved.iter() {
-        regions
-            .push(Region {
-                range: r,
-                kind: RegionKind::Reserved,
-                flags: RegionFlags::default(),
-            })
-            .map_err(too_many)?;
+        add(r, RegionKind::Reserved, RegionFlags::default()).map_err(too_many)?;
     }
-    let holes_end = regions.len();
+    let mut holes = FixedList::<MemRange, MAX_REGIONS>::new();
+    for r in regions.iter() {
+        holes.push(r.range).map_err(too_many)?;
+    }
     for bank in ram.iter() {
-        let holes = (0..holes_end).filter_map(|i| regions.get(i).map(|r| r.range));
-        // Holes is cloned per bank by carve_free; collect first to avoid borrowing `regions`.
-        let mut tmp = FixedList::<MemRange, MAX_REGIONS>::new();
-        for h in holes {
-            tmp.push(h).map_err(too_many)?;
-        }
-        carve_free(bank, tmp.iter(), &mut regions).map_err(too_many)?;
+        carve_free(bank, holes.iter(), &mut regions).map_err(too_many)?;
     }
     regions.sort_by_key(|r| (r.range.start, r.kind));
 
-    let console = chosen
+    let console = w
+        .chosen
         .as_ref()
-        .and_then(|c| console_from_stdout_path(&dt, c, root_cells))
+        .and_then(|c| console_from_stdout_path(c, &w))
         .map(|u| (u, ConsoleSource::StdoutPath))
-        .or_else(|| first_uart(&root, root_cells).map(|u| (u, ConsoleSource::FirstUart)));
-    let cmdline = match &chosen {
-        Some(c) => fdt::prop_str(c, "bootargs")?,
+        .or_else(|| w.uarts.get(0).map(|(_, u)| (u, ConsoleSource::FirstUart)));
+    let cmdline = match w.chosen.as_ref().and_then(|c| c.bootargs) {
+        Some(v) => Some(fdt::value_str(v)?),
         None => None,
     };
-
-    let devices = collect_devices(&root, root_cells)?;
-    if devices
-        .iter()
-        .any(|d| ram.iter().any(|r| r.page_outer().overlaps(&d)))
-    {
-        return Err(BootInfoError::DeviceOverlapsRam);
-    }
 
     Ok(BootInfo {
         regions,
         ram,
-        devices,
+        devices: w.devices,
         cmdline,
         console,
-        psci: parse_psci(&root)?,
-        gic: parse_gic(&root, root_cells)?,
+        psci: w.psci,
+        gic: w.gic,
         dtb: dtb_range,
         initrd,
-        cpu_count: dt.find("/cpus").map_or(0, |c| {
-            c.children()
-                .filter(|n| fdt::prop(n, "device_type") == Some(b"cpu\0"))
-                .count()
-        }),
+        cpu_count: w.cpu_count,
     })
 }
 
-fn collect_ram(
-    root: &DtNode<'_>,
-    cells: Cells,
-) -> Result<FixedList<MemRange, MAX_RAM_BANKS>, BootInfoError> {
-    let mut ram = FixedList::<MemRange, MAX_RAM_BANKS>::new();
-    for node in root.children() {
-        if !is_memory_node(&node) || !fdt::is_enabled(&node) {
-            continue;
-        }
-        let Some(regs) = fdt::reg(&node, cells)? else {
-            continue;
-        };
-        for (base, len) in regs {
-            let r = range(base, len, Source::Memory)?;
-            ram.push(r)
-                .map_err(|_| BootInfoError::TooMany(Source::Memory))?;
-        }
-    }
-    if ram.is_empty() {
-        return Err(BootInfoError::NoMemory);
-    }
-    ram.sort_by_key(|r| r.start);
-    for i in 1..ram.len() {
-        if let (Some(a), Some(b)) = (ram.get(i - 1), ram.get(i))
-            && a.overlaps(&b)
-        {
-            return Err(BootInfoError::OverlappingRam);
-        }
-    }
-    Ok(ram)
-}
-
-fn parse_initrd(chosen: &DtNode<'_>) -> Result<Option<MemRange>, BootInfoError> {
-    let start = fdt::prop_u32_or_u64(chosen, "linux,initrd-start")?;
-    let end = fdt::prop_u32_or_u64(chosen, "linux,initrd-end")?;
+fn parse_initrd(chosen: &Node<'_>) -> Result<Option<MemRange>, BootInfoError> {
+    let start = chosen.initrd_start.map(fdt::value_u32_or_u64).transpose()?;
+    let end = chosen.initrd_end.map(fdt::value_u32_or_u64).transpose()?;
     match (start, end) {
         (None, None) => Ok(None),
         (Some(s), Some(e)) if s < e => Ok(Some(MemRange { start: s, end: e })),
@@ -377,60 +611,30 @@ fn parse_initrd(chosen: &DtNode<'_>) -> Result<Option<MemRange>, BootInfoError> 
     }
 }
 
-fn collect_reserved(
-    dt: &Dt<'_>,
-    img: &MemRange,
-) -> Result<FixedList<MemRange, MAX_RESERVED>, BootInfoError> {
-    let mut out = FixedList::<MemRange, MAX_RESERVED>::new();
-    let mut add = |base, len, src| -> Result<(), BootInfoError> {
-        let r = range(base, len, src)?;
-        if r.overlaps(img) {
-            return Err(BootInfoError::OverlapsImage(src));
-        }
-        out.push(r).map_err(|_| BootInfoError::TooMany(src))
-    };
-    for (base, len) in dt.mem_reservations() {
-        add(base, len, Source::MemReserve)?;
-    }
-    if let Some(rm) = dt.find("/reserved-memory") {
-        let cells = Cells::of(&rm)?;
-        for child in rm.children() {
-            if !fdt::is_enabled(&child) {
-                continue;
-            }
-            // Dynamic reservations (size without reg) are the OS's to place: none here.
-            if let Some(regs) = fdt::reg(&child, cells)? {
-                for (base, len) in regs {
-                    add(base, len, Source::ReservedMemory)?;
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn uart_kind(node: &DtNode<'_>) -> Option<UartKind> {
-    if fdt::is_compatible(node, "ns16550a") || fdt::is_compatible(node, "ns16550") {
-        Some(UartKind::Ns16550)
-    } else if fdt::is_compatible(node, "arm,pl011") {
-        Some(UartKind::Pl011)
+/// A UART description from a root child; `None` when it is not a usable supported UART.
+fn uart_desc(n: &Node<'_>, cells: Cells) -> Option<UartDesc> {
+    let kind = if n.compatible_with("ns16550a") || n.compatible_with("ns16550") {
+        UartKind::Ns16550
+    } else if n.compatible_with("arm,pl011") {
+        UartKind::Pl011
     } else {
-        None
-    }
-}
-
-/// A UART description from a node whose parent gives `cells`; `None` when the node
-/// is not a usable supported UART.
-fn uart_desc(node: &DtNode<'_>, cells: Cells) -> Option<UartDesc> {
-    let kind = uart_kind(node)?;
-    if !fdt::is_enabled(node) {
         return None;
-    }
-    let (base, size) = fdt::reg(node, cells).ok()??.next()?;
+    };
+    let (base, size) = n.regs(cells).ok()??.next()?;
     MemRange::from_base_len(base, size)?;
-    let reg_shift = fdt::prop_u32(node, "reg-shift").ok()?.unwrap_or(0);
-    let reg_io_width = fdt::prop_u32(node, "reg-io-width").ok()?.unwrap_or(1);
-    // Registers must fit the window; a shift beyond 4 or an odd width is not a 16550 we know.
+    let reg_shift = n
+        .reg_shift
+        .map(fdt::value_u32)
+        .transpose()
+        .ok()?
+        .unwrap_or(0);
+    let reg_io_width = n
+        .reg_io_width
+        .map(fdt::value_u32)
+        .transpose()
+        .ok()?
+        .unwrap_or(1);
+    // A shift beyond 4 or an odd width is not a 16550 we know how to drive.
     if reg_shift > 4 || !matches!(reg_io_width, 1 | 4) {
         return None;
     }
@@ -440,20 +644,20 @@ fn uart_desc(node: &DtNode<'_>, cells: Cells) -> Option<UartDesc> {
         size,
         reg_shift: reg_shift as u8,
         reg_io_width: reg_io_width as u8,
-        clock_hz: fdt::prop_u32(node, "clock-frequency").ok().flatten(),
+        clock_hz: n.clock_frequency.and_then(|v| fdt::value_u32(v).ok()),
     })
 }
 
 /// Resolves `/chosen/stdout-path` ("serial0", "serial0:115200n8" or "/path@addr").
 /// Only root children are accepted: deeper nodes would need `ranges` translation.
-fn console_from_stdout_path(dt: &Dt<'_>, chosen: &DtNode<'_>, cells: Cells) -> Option<UartDesc> {
-    let spec = fdt::prop_str(chosen, "stdout-path").ok()??;
+fn console_from_stdout_path(chosen: &Node<'_>, w: &Walk<'_>) -> Option<UartDesc> {
+    let spec = fdt::value_str(chosen.stdout_path?).ok()?;
     let spec = spec.split(':').next()?;
     let path = if spec.starts_with('/') {
         spec
     } else {
-        let aliases = dt.find("/aliases")?;
-        fdt::prop_str(&aliases, spec).ok()??
+        let (_, v) = w.aliases.iter().find(|(k, _)| *k == spec.as_bytes())?;
+        fdt::value_str(v).ok()?
     };
     let path = path.split(':').next()?;
     // Alias values are arbitrary UTF-8: test with `strip_prefix`, never slice by index.
@@ -461,116 +665,53 @@ fn console_from_stdout_path(dt: &Dt<'_>, chosen: &DtNode<'_>, cells: Cells) -> O
     if rest.is_empty() || rest.contains('/') {
         return None;
     }
-    uart_desc(&dt.find(path)?, cells)
+    // A path without a unit address matches a node name with one (as libfdt does).
+    w.uarts
+        .iter()
+        .find(|(name, _)| {
+            *name == rest.as_bytes()
+                || (!rest.contains('@')
+                    && name.split(|&b| b == b'@').next() == Some(rest.as_bytes()))
+        })
+        .map(|(_, u)| u)
 }
 
-fn first_uart(root: &DtNode<'_>, cells: Cells) -> Option<UartDesc> {
-    root.children().find_map(|n| uart_desc(&n, cells))
-}
-
-fn parse_psci(root: &DtNode<'_>) -> Result<Option<Conduit>, BootInfoError> {
-    let Some(node) = root.children().find(|n| {
-        fdt::is_compatible(n, "arm,psci-1.0")
-            || fdt::is_compatible(n, "arm,psci-0.2")
-            || fdt::is_compatible(n, "arm,psci")
-    }) else {
+fn gic(n: &Node<'_>, cells: Cells) -> Result<Option<GicDesc>, BootInfoError> {
+    let v3 = n.compatible_with("arm,gic-v3");
+    let v2 = ["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"]
+        .iter()
+        .any(|c| n.compatible_with(c));
+    if !(v2 || v3) {
+        return Ok(None);
+    }
+    let Some(mut regs) = n.regs(cells)? else {
         return Ok(None);
     };
-    match fdt::prop_str(&node, "method")? {
-        Some("hvc") => Ok(Some(Conduit::Hvc)),
-        Some("smc") => Ok(Some(Conduit::Smc)),
-        _ => Err(BootInfoError::BadPsciMethod),
-    }
-}
-
-fn parse_gic(root: &DtNode<'_>, cells: Cells) -> Result<Option<GicDesc>, BootInfoError> {
-    for node in root.children() {
-        let v3 = fdt::is_compatible(&node, "arm,gic-v3");
-        let v2 = ["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"]
-            .iter()
-            .any(|c| fdt::is_compatible(&node, c));
-        if !(v2 || v3) || !fdt::is_enabled(&node) {
-            continue;
-        }
-        let Some(mut regs) = fdt::reg(&node, cells)? else {
-            continue;
-        };
-        let mut next = || -> Result<Option<MemRange>, BootInfoError> {
-            regs.next()
-                .map(|(b, l)| range(b, l, Source::Device))
-                .transpose()
-        };
-        let (Some(a), Some(b)) = (next()?, next()?) else {
-            continue;
-        };
-        return Ok(Some(if v3 {
-            GicDesc::V3 { dist: a, redist: b }
-        } else {
-            GicDesc::V2 { dist: a, cpu: b }
-        }));
-    }
-    Ok(None)
-}
-
-/// Every window a driver may touch: `reg` of enabled root-level device nodes and of
-/// their children when the parent maps 1:1 (empty `ranges`), plus PCI host windows.
-fn collect_devices(
-    root: &DtNode<'_>,
-    cells: Cells,
-) -> Result<FixedList<MemRange, MAX_DEVICES>, BootInfoError> {
-    let mut out = FixedList::<MemRange, MAX_DEVICES>::new();
-    let mut add = |r: MemRange| {
-        out.insert_merged(r.page_outer())
-            .map_err(|_| BootInfoError::TooMany(Source::Device))
+    let mut next = || {
+        regs.next()
+            .map(|(b, l)| range(b, l, Source::Device))
+            .transpose()
     };
-    for node in root.children() {
-        let name = node.name_without_address();
-        if is_memory_node(&node)
-            || !fdt::is_enabled(&node)
-            || matches!(
-                name,
-                "reserved-memory" | "chosen" | "aliases" | "cpus" | "memory"
-            )
-        {
-            continue;
-        }
-        if let Some(regs) = fdt::reg(&node, cells)? {
-            for (b, l) in regs {
-                add(range(b, l, Source::Device)?)?;
-            }
-        }
-        if fdt::prop(&node, "device_type") == Some(b"pci\0") {
-            for r in pci_windows(&node, cells)?.iter() {
-                add(r)?;
-            }
-        } else if fdt::prop(&node, "ranges").is_some_and(|v| v.is_empty()) {
-            let child_cells = Cells::of(&node)?;
-            for child in node.children() {
-                if !fdt::is_enabled(&child) {
-                    continue;
-                }
-                if let Some(regs) = fdt::reg(&child, child_cells)? {
-                    for (b, l) in regs {
-                        add(range(b, l, Source::Device)?)?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
+    let (Some(a), Some(b)) = (next()?, next()?) else {
+        return Ok(None);
+    };
+    Ok(Some(if v3 {
+        GicDesc::V3 { dist: a, redist: b }
+    } else {
+        GicDesc::V2 { dist: a, cpu: b }
+    }))
 }
 
 /// The CPU-side windows of a PCI host bridge's `ranges` (3 child address cells).
-fn pci_windows(node: &DtNode<'_>, parent: Cells) -> Result<FixedList<MemRange, 8>, BootInfoError> {
-    let mut out = FixedList::<MemRange, 8>::new();
-    let Some(v) = fdt::prop(node, "ranges") else {
-        return Ok(out);
+fn pci_windows(n: &Node<'_>, parent: Cells, w: &mut Walk<'_>) -> Result<(), BootInfoError> {
+    let Some(v) = n.ranges else {
+        return Ok(());
     };
     // PCI child addresses are 3 cells (phys.hi flags, then 64 bits); sizes 1 or 2.
-    if fdt::prop_u32(node, "#address-cells")? != Some(3) {
+    if n.address_cells.map(fdt::value_u32).transpose()? != Some(3) {
         return Err(DtError::UnsupportedCells.into());
     }
-    let child_size = fdt::prop_u32(node, "#size-cells")?.unwrap_or(2) as usize;
+    let child_size = n.size_cells.map(fdt::value_u32).transpose()?.unwrap_or(2) as usize;
     if !(1..=2).contains(&child_size) {
         return Err(DtError::UnsupportedCells.into());
     }
@@ -579,25 +720,10 @@ fn pci_windows(node: &DtNode<'_>, parent: Cells) -> Result<FixedList<MemRange, 8
         return Err(DtError::BadPropertyLength.into());
     }
     for e in v.chunks_exact(entry) {
-        let cell = |i: usize| {
-            u64::from(u32::from_be_bytes([
-                e[i * 4],
-                e[i * 4 + 1],
-                e[i * 4 + 2],
-                e[i * 4 + 3],
-            ]))
-        };
-        let num = |at: usize, n: usize| {
-            if n == 1 {
-                cell(at)
-            } else {
-                (cell(at) << 32) | cell(at + 1)
-            }
-        };
-        let cpu = num(3, parent.address);
-        let len = num(3 + parent.address, child_size);
-        out.push(range(cpu, len, Source::Device)?)
-            .map_err(|_| BootInfoError::TooMany(Source::Device))?;
+        let cpu = fdt::read_cells(e, 3, parent.address).ok_or(DtError::BadPropertyLength)?;
+        let len =
+            fdt::read_cells(e, 3 + parent.address, child_size).ok_or(DtError::BadPropertyLength)?;
+        w.device(range(cpu, len, Source::Device)?)?;
     }
-    Ok(out)
+    Ok(())
 }

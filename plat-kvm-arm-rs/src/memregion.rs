@@ -53,9 +53,10 @@ impl MemRange {
 }
 
 /// What a region holds, in Unikraft's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum RegionKind {
     /// RAM the allocator may hand out.
+    #[default]
     Free,
     /// RAM that must not be touched (`/memreserve/`, `/reserved-memory`).
     Reserved,
@@ -92,7 +93,7 @@ impl RegionFlags {
 }
 
 /// One memory region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Region {
     /// Where it lies (not necessarily page-aligned except for [`RegionKind::Free`]).
     pub range: MemRange,
@@ -104,8 +105,8 @@ pub struct Region {
 
 /// A fixed-capacity list: the boot path has no allocator.
 #[derive(Debug, Clone)]
-pub struct FixedList<T: Copy, const N: usize> {
-    items: [Option<T>; N],
+pub struct FixedList<T: Copy + Default, const N: usize> {
+    items: [T; N],
     len: usize,
 }
 
@@ -113,17 +114,17 @@ pub struct FixedList<T: Copy, const N: usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-impl<T: Copy, const N: usize> Default for FixedList<T, N> {
+impl<T: Copy + Default, const N: usize> Default for FixedList<T, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Copy, const N: usize> FixedList<T, N> {
+impl<T: Copy + Default, const N: usize> FixedList<T, N> {
     /// An empty list.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Self {
-            items: [None; N],
+            items: [T::default(); N],
             len: 0,
         }
     }
@@ -131,7 +132,7 @@ impl<T: Copy, const N: usize> FixedList<T, N> {
     /// Appends an item.
     pub fn push(&mut self, item: T) -> Result<(), Full> {
         let slot = self.items.get_mut(self.len).ok_or(Full)?;
-        *slot = Some(item);
+        *slot = item;
         self.len += 1;
         Ok(())
     }
@@ -146,28 +147,29 @@ impl<T: Copy, const N: usize> FixedList<T, N> {
         self.len == 0
     }
 
-    /// The items in insertion order.
+    /// The items as a slice.
+    pub fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+
+    /// The items in order.
     pub fn iter(&self) -> impl Iterator<Item = T> + Clone + '_ {
-        self.items[..self.len].iter().filter_map(|x| *x)
+        self.as_slice().iter().copied()
     }
 
     /// Item `i`, if present.
     pub fn get(&self, i: usize) -> Option<T> {
-        self.items.get(i).copied().flatten()
+        self.as_slice().get(i).copied()
     }
 
-    /// Sorts the items by a key (insertion sort: lists are short and this needs no allocator).
+    /// Sorts the items by a key (insertion sort: lists are short and this needs no
+    /// allocator).
     pub fn sort_by_key<K: Ord>(&mut self, key: impl Fn(&T) -> K) {
-        for i in 1..self.len {
+        let items = &mut self.items[..self.len];
+        for i in 1..items.len() {
             let mut j = i;
-            while j > 0 {
-                let (Some(a), Some(b)) = (&self.items[j - 1], &self.items[j]) else {
-                    break;
-                };
-                if key(a) <= key(b) {
-                    break;
-                }
-                self.items.swap(j - 1, j);
+            while j > 0 && key(&items[j - 1]) > key(&items[j]) {
+                items.swap(j - 1, j);
                 j -= 1;
             }
         }
@@ -178,21 +180,32 @@ impl<const N: usize> FixedList<MemRange, N> {
     /// Adds `r`, keeping the list sorted and merging ranges that overlap or touch,
     /// so a blob with many small windows (QEMU's 32 virtio-mmio slots) fits.
     pub fn insert_merged(&mut self, r: MemRange) -> Result<(), Full> {
+        let items = &mut self.items[..self.len];
+        // First range that ends at or after r.start: everything before stays.
+        let first = items.partition_point(|x| x.end < r.start);
+        // Ranges from `first` that start at or before r.end merge with r.
+        let mut last = first;
         let mut merged = r;
-        let mut keep = Self::new();
-        for x in self.iter() {
-            if x.start <= merged.end && merged.start <= x.end {
-                merged = MemRange {
-                    start: x.start.min(merged.start),
-                    end: x.end.max(merged.end),
-                };
-            } else {
-                keep.push(x)?;
-            }
+        while last < items.len() && items[last].start <= merged.end {
+            merged.start = merged.start.min(items[last].start);
+            merged.end = merged.end.max(items[last].end);
+            last += 1;
         }
-        keep.push(merged)?;
-        keep.sort_by_key(|x| x.start);
-        *self = keep;
+        if last > first {
+            // Replace items[first..last] by `merged`, closing the gap.
+            items[first] = merged;
+            let removed = last - first - 1;
+            items.copy_within(last.., first + 1);
+            self.len -= removed;
+            return Ok(());
+        }
+        if self.len == N {
+            return Err(Full);
+        }
+        self.len += 1;
+        let items = &mut self.items[..self.len];
+        items.copy_within(first..self.len - 1, first + 1);
+        items[first] = merged;
         Ok(())
     }
 }

@@ -109,12 +109,16 @@ _libkvmplat_entry:
 
 	/* FP/SIMD stays trapped unless the build enables it (plat_boot does). */
 
-	/* Zero .bss (Unikraft 0.17 relied on the loader; a realm cannot). */
+	/*
+	 * Zero .bss (Unikraft 0.17 relied on the loader; a realm cannot). The
+	 * stacks and the page-table pool live after it, in .plat_noinit, and
+	 * need no zeroing: that is most of the image's size.
+	 */
 	ldr	x0, =__bss_start
-	ldr	x1, =_end
+	ldr	x1, =_plat_bss_end
 3:	cmp	x0, x1
 	b.hs	4f
-	str	xzr, [x0], #8
+	stp	xzr, xzr, [x0], #16
 	b	3b
 4:
 	ldr	x0, =plat_boot_stack_top
@@ -194,7 +198,7 @@ plat_early_vectors:
 	early_vector 15
 	.ltorg
 
-	.section .bss.plat_stacks, "aw", %nobits
+	.section .plat_noinit.stacks, "aw", %nobits
 	.balign 16
 	.space BOOT_STACK_SIZE
 	.global plat_boot_stack_top

@@ -4,16 +4,17 @@ pub mod ns16550;
 pub mod pl011;
 
 /// Which UART model a console node describes (from its `compatible`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UartKind {
     /// National Semiconductor 16550 family (`ns16550a`, `ns16550`): kvmtool, Firecracker.
+    #[default]
     Ns16550,
     /// Arm PrimeCell PL011 (`arm,pl011`): QEMU `virt`.
     Pl011,
 }
 
 /// A console UART as described by the device tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UartDesc {
     /// Driver to use.
     pub kind: UartKind,
