@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 fn generate() -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = cbindgen::Config::from_file(root.join("ffi/cbindgen.toml"))
-        .expect("ffi/cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(root.join("ffi/cbindgen.toml")).expect("ffi/cbindgen.toml");
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_config(config)
