@@ -159,15 +159,29 @@ fn realm_checks() -> ! {
     let shared = SHARED.load(Ordering::Relaxed);
     // VERSION negotiation (TF-RMM main: 1.0 and 1.1).
     let v = rsi(&[RSI_VERSION, 0x1_0001]);
-    check(
-        "RSI_VERSION(1.1) = SUCCESS, lower 1.1, higher 1.1",
-        v[0] == SUCCESS && v[1] == 0x1_0001 && v[2] == 0x1_0001,
-    );
-    let v = rsi(&[RSI_VERSION, 0x2_0000]);
-    check(
-        "RSI_VERSION(2.0) = ERROR_INPUT, 1.1",
-        v[0] == ERROR_INPUT && v[1] == 0x1_0001 && v[2] == 0x1_0001,
-    );
+    if v[0] == SUCCESS {
+        say!("guest: the RMM speaks RSI 1.1 (TF-RMM main)");
+        check(
+            "RSI_VERSION(1.1) = SUCCESS, lower 1.1, higher 1.1",
+            v[1] == 0x1_0001 && v[2] == 0x1_0001,
+        );
+        let v = rsi(&[RSI_VERSION, 0x2_0000]);
+        check(
+            "RSI_VERSION(2.0) = ERROR_INPUT, 1.1",
+            v[0] == ERROR_INPUT && v[1] == 0x1_0001 && v[2] == 0x1_0001,
+        );
+    } else {
+        say!("guest: the RMM speaks RSI 1.0 only (rel0)");
+        check(
+            "RSI_VERSION(1.1) = ERROR_INPUT, 1.0, 1.0",
+            v[0] == ERROR_INPUT && v[1] == 0x1_0000 && v[2] == 0x1_0000,
+        );
+        let v = rsi(&[RSI_VERSION, 0x1_0000]);
+        check(
+            "RSI_VERSION(1.0) = SUCCESS, 1.0, 1.0",
+            v[0] == SUCCESS && v[1] == 0x1_0000 && v[2] == 0x1_0000,
+        );
+    }
     let f = rsi(&[RSI_FEATURES, 0]);
     check("RSI_FEATURES(0) = 0", f[0] == SUCCESS && f[1] == 0);
     check(

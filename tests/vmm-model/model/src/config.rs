@@ -25,6 +25,9 @@ pub enum InitRipas {
 
 pub struct Config {
     pub realm: bool,
+    /// Emulate TF-RMM rmm-spec-v1.0-rel0 instead of main where they differ
+    /// (RSI_VERSION accepts only 1.0; REALM_CONFIG writes no 1.1 fields).
+    pub rmm_rel0: bool,
     pub mem_mib: u64,
     pub cpus: usize,
     pub img_addr: u64,
@@ -64,6 +67,7 @@ impl Config {
     pub fn parse(args: &str) -> Result<Config, &'static str> {
         let mut c = Config {
             realm: false,
+            rmm_rel0: false,
             mem_mib: 64,
             cpus: 1,
             img_addr: 0,
@@ -87,6 +91,13 @@ impl Config {
                         "normal" => false,
                         "realm" => true,
                         _ => return Err("mode must be normal or realm"),
+                    }
+                }
+                "rmm" => {
+                    c.rmm_rel0 = match v {
+                        "main" => false,
+                        "rel0" => true,
+                        _ => return Err("rmm must be main or rel0"),
                     }
                 }
                 "mem" => c.mem_mib = parse_num(v).ok_or("bad mem")?,

@@ -484,14 +484,26 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
     let mut out = [0u64; 9];
     match fid {
         RSI_VERSION => {
-            if x[1] == VERSION_1_0 || x[1] == VERSION_1_1 {
-                out[0] = SUCCESS;
-                out[1] = x[1];
+            if c.rmm_rel0 {
+                // rel0: exactly 1.0; x1 = x2 = 1.0
+                out[0] = if x[1] == VERSION_1_0 {
+                    SUCCESS
+                } else {
+                    ERROR_INPUT
+                };
+                out[1] = VERSION_1_0;
+                out[2] = VERSION_1_0;
             } else {
-                out[0] = ERROR_INPUT;
-                out[1] = VERSION_1_1;
+                // main: 1.0 or 1.1 (x1 = the request); x2 = 1.1
+                if x[1] == VERSION_1_0 || x[1] == VERSION_1_1 {
+                    out[0] = SUCCESS;
+                    out[1] = x[1];
+                } else {
+                    out[0] = ERROR_INPUT;
+                    out[1] = VERSION_1_1;
+                }
+                out[2] = VERSION_1_1;
             }
-            out[2] = VERSION_1_1;
         }
         RSI_FEATURES => {
             out[0] = SUCCESS;
@@ -595,9 +607,11 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
                 unsafe {
                     core::ptr::write_unaligned(p as *mut u64, c.ipa_bits as u64);
                     core::ptr::write((p + 8) as *mut u8, 0); // SHA-256
-                    core::ptr::write_unaligned((p + 0x10) as *mut u64, 0); // num_aux_planes
-                    core::ptr::write_unaligned((p + 0x18) as *mut u32, vtr);
-                    core::ptr::write_unaligned((p + 0x20) as *mut u64, 0); // ats_plane
+                    if !c.rmm_rel0 {
+                        core::ptr::write_unaligned((p + 0x10) as *mut u64, 0); // num_aux_planes
+                        core::ptr::write_unaligned((p + 0x18) as *mut u32, vtr);
+                        core::ptr::write_unaligned((p + 0x20) as *mut u64, 0); // ats_plane
+                    }
                     core::ptr::copy_nonoverlapping(c.rpv.as_ptr(), (p + 0x200) as *mut u8, 64);
                 }
                 out[0] = SUCCESS;
