@@ -11,6 +11,9 @@ mod rsi;
 #[path = "../../common/sha256.rs"]
 #[allow(dead_code)]
 mod sha256;
+#[path = "../../common/sha512.rs"]
+#[allow(dead_code)]
+mod sha512;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,7 @@
 //! Realm-side boot and checks: RSI calls as a realm guest makes them.
 
 use crate::fdt_read::{Fdt, cell64};
+use crate::sha512::Algo;
 use crate::{check, say, smccc};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -190,7 +191,17 @@ fn realm_checks() -> ! {
     );
     // SAFETY: the config granule was written by the RMM.
     let algo = unsafe { core::ptr::read_volatile((&raw const CONFIG as u64 + 8) as *const u8) };
-    check("REALM_CONFIG hash algorithm = SHA-256 (byte @8)", algo == 0);
+    check(
+        "REALM_CONFIG hash algorithm is SHA-256 or SHA-512 (byte @8)",
+        algo <= 1,
+    );
+    let halg = if algo == 1 {
+        Algo::Sha512
+    } else {
+        Algo::Sha256
+    };
+    let hl = halg.len();
+    say!("guest: measurement algorithm {}", halg.name());
     // SAFETY: as above.
     let rpv0 = unsafe { core::ptr::read_volatile((&raw const CONFIG as u64 + 0x200) as *const u8) };
     say!("guest: RPV first byte {:#x}", rpv0);
@@ -207,10 +218,12 @@ fn realm_checks() -> ! {
     let rim = rsi(&[RSI_MEASUREMENT_READ, 0]);
     check(
         "MEASUREMENT_READ(RIM)",
-        rim[0] == SUCCESS && rim[1..5].iter().any(|&w| w != 0) && rim[5..9].iter().all(|&w| w == 0),
+        rim[0] == SUCCESS
+            && rim[1..1 + hl / 8].iter().any(|&w| w != 0)
+            && rim[1 + hl / 8..9].iter().all(|&w| w == 0),
     );
     let mut hx = [0u8; 128];
-    let n = hex(&words_to_bytes(&rim[1..9])[..32], &mut hx);
+    let n = hex(&words_to_bytes(&rim[1..9])[..hl], &mut hx);
     say!(
         "guest: RIM {}",
         core::str::from_utf8(&hx[..n]).unwrap_or("?")
@@ -236,13 +249,13 @@ fn realm_checks() -> ! {
     ]);
     check("MEASUREMENT_EXTEND(REM0, 40 bytes)", e[0] == SUCCESS);
     let after = rsi(&[RSI_MEASUREMENT_READ, 1]);
-    let mut h = crate::sha256::Sha256::new();
-    h.update(&words_to_bytes(&before[1..9])[..32]);
+    let mut h = halg.hasher();
+    h.update(&words_to_bytes(&before[1..9])[..hl]);
     h.update(&words_to_bytes(&data)[..40]);
     let want = h.finish();
     check(
-        "REM0 = SHA-256(old REM0 || data)",
-        words_to_bytes(&after[1..9])[..32] == want,
+        "REM0 = H(old REM0 || data)",
+        words_to_bytes(&after[1..9]) == want,
     );
     check(
         "MEASUREMENT_EXTEND(RIM) = ERROR_INPUT",

@@ -28,6 +28,8 @@ pub struct Config {
     /// Emulate TF-RMM rmm-spec-v1.0-rel0 instead of main where they differ
     /// (RSI_VERSION accepts only 1.0; REALM_CONFIG writes no 1.1 fields).
     pub rmm_rel0: bool,
+    /// Realm measurement algorithm (`--measurement-algo`).
+    pub algo: crate::sha512::Algo,
     pub mem_mib: u64,
     pub cpus: usize,
     pub img_addr: u64,
@@ -68,6 +70,7 @@ impl Config {
         let mut c = Config {
             realm: false,
             rmm_rel0: false,
+            algo: crate::sha512::Algo::Sha256,
             mem_mib: 64,
             cpus: 1,
             img_addr: 0,
@@ -98,6 +101,13 @@ impl Config {
                         "main" => false,
                         "rel0" => true,
                         _ => return Err("rmm must be main or rel0"),
+                    }
+                }
+                "hash" => {
+                    c.algo = match v {
+                        "sha256" => crate::sha512::Algo::Sha256,
+                        "sha512" => crate::sha512::Algo::Sha512,
+                        _ => return Err("hash must be sha256 or sha512"),
                     }
                 }
                 "mem" => c.mem_mib = parse_num(v).ok_or("bad mem")?,

@@ -16,6 +16,8 @@ mod realm;
 mod s2;
 #[path = "../../common/sha256.rs"]
 mod sha256;
+#[path = "../../common/sha512.rs"]
+mod sha512;
 mod sys;
 mod token;
 

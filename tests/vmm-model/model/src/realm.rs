@@ -5,7 +5,7 @@
 
 use crate::config::{Config, InitRipas, Misbehave};
 use crate::layout;
-use crate::sha256::{Sha256, sha256};
+use crate::sha512::Algo;
 use crate::sys::{SpinLock, log, mrs};
 use crate::{VCpu, cfg, inject_sync, stage2, status, stop};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -128,22 +128,22 @@ fn set_ripas(st: &State, ipa: u64, r: u8) {
     }
 }
 
-fn hash_granule(ipa: u64) -> [u8; 32] {
+fn hash_granule(algo: Algo, ipa: u64) -> [u8; 64] {
     // SAFETY: `ipa` is a RAM granule (checked by callers).
     let d = unsafe { core::slice::from_raw_parts(pa_of(ipa) as *const u8, GRANULE as usize) };
-    sha256(d)
+    algo.hash(d)
 }
 
 /// RIM extension with a DATA descriptor (TF-RMM measurement_desc_data).
-fn rim_data(rim: &mut [u8; 64], ipa: u64) {
+fn rim_data(algo: Algo, rim: &mut [u8; 64], ipa: u64) {
     let mut d = [0u8; 0x100];
     d[0] = 0; // MEASURE_DESC_TYPE_DATA
     d[8..16].copy_from_slice(&0x100u64.to_le_bytes());
-    d[0x10..0x30].copy_from_slice(&rim[..32]);
+    d[0x10..0x50].copy_from_slice(rim);
     d[0x50..0x58].copy_from_slice(&ipa.to_le_bytes());
     d[0x58..0x60].copy_from_slice(&1u64.to_le_bytes()); // RMI_MEASURE_CONTENT
-    d[0x60..0x80].copy_from_slice(&hash_granule(ipa));
-    rim[..32].copy_from_slice(&sha256(&d));
+    d[0x60..0xa0].copy_from_slice(&hash_granule(algo, ipa));
+    *rim = algo.hash(&d);
 }
 
 /// Block sizes of the realm's RTT (bit mask), with concatenated tables at
@@ -163,7 +163,7 @@ fn rtt_block_sizes(ipa_bits: u32) -> u64 {
 
 /// RIM extension with RIPAS descriptors for RMI_RTT_INIT_RIPAS over
 /// [base, top): one per RTT entry, using the largest blocks that fit.
-fn rim_init_ripas(rim: &mut [u8; 64], base: u64, top: u64, ipa_bits: u32) {
+fn rim_init_ripas(algo: Algo, rim: &mut [u8; 64], base: u64, top: u64, ipa_bits: u32) {
     let all = rtt_block_sizes(ipa_bits);
     let mut cur = base;
     while cur < top {
@@ -182,29 +182,27 @@ fn rim_init_ripas(rim: &mut [u8; 64], base: u64, top: u64, ipa_bits: u32) {
         let mut d = [0u8; 0x100];
         d[0] = 2; // MEASURE_DESC_TYPE_RIPAS
         d[8..16].copy_from_slice(&0x100u64.to_le_bytes());
-        d[0x10..0x30].copy_from_slice(&rim[..32]);
+        d[0x10..0x50].copy_from_slice(rim);
         d[0x50..0x58].copy_from_slice(&cur.to_le_bytes());
         d[0x58..0x60].copy_from_slice(&(cur + bs).to_le_bytes());
-        rim[..32].copy_from_slice(&sha256(&d));
+        *rim = algo.hash(&d);
         cur += bs;
     }
 }
 
 /// RIM extension with a REC descriptor (flags, pc, gprs measured).
-fn rim_rec(rim: &mut [u8; 64], runnable: bool, pc: u64, x0: u64) {
-    let mut h = Sha256::new();
+fn rim_rec(algo: Algo, rim: &mut [u8; 64], runnable: bool, pc: u64, x0: u64) {
     let mut params = [0u8; 0x1000];
     params[0..8].copy_from_slice(&(runnable as u64).to_le_bytes());
     params[0x200..0x208].copy_from_slice(&pc.to_le_bytes());
     params[0x300..0x308].copy_from_slice(&x0.to_le_bytes());
-    h.update(&params);
-    let content = h.finish();
+    let content = algo.hash(&params);
     let mut d = [0u8; 0x100];
     d[0] = 1; // MEASURE_DESC_TYPE_REC
     d[8..16].copy_from_slice(&0x100u64.to_le_bytes());
-    d[0x10..0x30].copy_from_slice(&rim[..32]);
-    d[0x50..0x70].copy_from_slice(&content);
-    rim[..32].copy_from_slice(&sha256(&d));
+    d[0x10..0x50].copy_from_slice(rim);
+    d[0x50..0x90].copy_from_slice(&content);
+    *rim = algo.hash(&d);
 }
 
 /// Builds the realm: RIPAS of RAM, stage 2, and the RIM over realm
@@ -252,8 +250,8 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     params[8] = c.ipa_bits as u8; // s2sz
     params[0x18] = ((dfr0 >> 12) & 0xf) as u8; // num_bps - 1 (the CPU's BRPs)
     params[0x20] = ((dfr0 >> 20) & 0xf) as u8; // num_wps - 1 (the CPU's WRPs)
-    params[0x30] = 0; // SHA-256
-    st.rim[..32].copy_from_slice(&sha256(&params));
+    params[0x30] = c.algo as u8; // RmiHashAlgorithm: 0 SHA-256, 1 SHA-512
+    st.rim = c.algo.hash(&params);
 
     let up = |x: u64| (x + GRANULE - 1) & !(GRANULE - 1);
     let kbase = kern & !(GRANULE - 1);
@@ -279,13 +277,13 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         }
     };
     if c.ripas == InitRipas::All {
-        rim_init_ripas(&mut st.rim, ram, ram_end, c.ipa_bits);
+        rim_init_ripas(c.algo, &mut st.rim, ram, ram_end, c.ipa_bits);
         set_ram(&mut st, ram, ram_end);
     } else {
         for &(s, _, e) in &blobs {
             let e = e.min(ram_end);
             if s < e {
-                rim_init_ripas(&mut st.rim, s, e, c.ipa_bits);
+                rim_init_ripas(c.algo, &mut st.rim, s, e, c.ipa_bits);
                 set_ram(&mut st, s, e);
             }
         }
@@ -293,11 +291,11 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     for &(s, e, _) in &blobs {
         let mut a = s;
         while a < e.min(ram_end) {
-            rim_data(&mut st.rim, a);
+            rim_data(c.algo, &mut st.rim, a);
             a += GRANULE;
         }
     }
-    rim_rec(&mut st.rim, true, kern, dtb);
+    rim_rec(c.algo, &mut st.rim, true, kern, dtb);
     if c.misbehave == Misbehave::RipasDestroyed {
         let g = granules / 2;
         // SAFETY: inside the RIPAS array.
@@ -320,14 +318,15 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         }
         g += 1;
     }
-    let mut hex = [0u8; 64];
-    for (i, b) in st.rim[..32].iter().enumerate() {
+    let mut hex = [0u8; 128];
+    let hl = c.algo.len();
+    for (i, b) in st.rim[..hl].iter().enumerate() {
         const H: &[u8; 16] = b"0123456789abcdef";
         hex[2 * i] = H[(b >> 4) as usize];
         hex[2 * i + 1] = H[(b & 15) as usize];
     }
     log!(
-        "realm: IPA width {} (shared bit {:#x}), initial RIPAS RAM over {}, RIM sha256:{}",
+        "realm: IPA width {} (shared bit {:#x}), initial RIPAS RAM over {}, RIM {}:{}",
         c.ipa_bits,
         sb,
         if c.ripas == InitRipas::All {
@@ -335,13 +334,15 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
         } else {
             "image + DTB only"
         },
-        core::str::from_utf8(&hex).unwrap_or("?")
+        c.algo.name(),
+        core::str::from_utf8(&hex[..2 * hl]).unwrap_or("?")
     );
     log!(
-        "realm params: s2sz={} num_bps={} num_wps={} sve_vl=0 pmu=off hash=sha256",
+        "realm params: s2sz={} num_bps={} num_wps={} sve_vl=0 pmu=off hash={}",
         c.ipa_bits,
         ((dfr0 >> 12) & 0xf) + 1,
-        ((dfr0 >> 20) & 0xf) + 1
+        ((dfr0 >> 20) & 0xf) + 1,
+        c.algo.name()
     );
     *STATE.lock() = Some(st);
 }
@@ -521,7 +522,8 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
                 for i in 0..8 {
                     let mut w = [0u8; 8];
                     w.copy_from_slice(&m[i * 8..i * 8 + 8]);
-                    out[i + 1] = if i < 4 { u64::from_le_bytes(w) } else { 0 };
+                    // the hash's words; zeros past its length
+                    out[i + 1] = u64::from_le_bytes(w);
                 }
                 out[0] = SUCCESS;
             }
@@ -535,10 +537,10 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
                     data[i * 8..i * 8 + 8].copy_from_slice(&x[3 + i].to_le_bytes());
                 }
                 let m = &mut st.rem[x[1] as usize - 1];
-                let mut h = Sha256::new();
-                h.update(&m[..32]);
+                let mut h = c.algo.hasher();
+                h.update(&m[..c.algo.len()]);
                 h.update(&data[..x[2] as usize]);
-                m[..32].copy_from_slice(&h.finish());
+                *m = h.finish();
                 out[0] = SUCCESS;
             }
         }
@@ -552,7 +554,7 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
             let buf = unsafe { core::slice::from_raw_parts_mut(t.buf as *mut u8, TOKEN_BUF_SIZE) };
             let (rim, rem) = (st.rim, st.rem);
             let t = &mut st.token[v.idx];
-            t.len = crate::token::build(buf, &t.challenge, &rim, &rem, &c.rpv);
+            t.len = crate::token::build(buf, &t.challenge, c.algo, &rim, &rem, &c.rpv);
             out[0] = SUCCESS;
             out[1] = TOKEN_BUF_SIZE as u64;
         }
@@ -606,7 +608,7 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
                 // SAFETY: one RIPAS-RAM granule of guest RAM.
                 unsafe {
                     core::ptr::write_unaligned(p as *mut u64, c.ipa_bits as u64);
-                    core::ptr::write((p + 8) as *mut u8, 0); // SHA-256
+                    core::ptr::write((p + 8) as *mut u8, c.algo as u8); // RsiHashAlgorithm
                     if !c.rmm_rel0 {
                         core::ptr::write_unaligned((p + 0x10) as *mut u64, 0); // num_aux_planes
                         core::ptr::write_unaligned((p + 0x18) as *mut u32, vtr);

@@ -134,6 +134,7 @@ fn sign1(k: &SigningKey, payload: &[u8], out: &mut [u8]) -> usize {
 pub fn build(
     buf: &mut [u8],
     challenge: &[u8; 64],
+    algo: crate::sha512::Algo,
     rim: &[u8; 64],
     rem: &[[u8; 64]; 4],
     rpv: &[u8; 64],
@@ -153,14 +154,17 @@ pub fn build(
     c.uint(44235);
     c.bstr(rpv);
     c.uint(44238);
-    c.bstr(&rim[..32]);
+    c.bstr(&rim[..algo.len()]);
     c.uint(44239);
     c.array(4);
     for r in rem {
-        c.bstr(&r[..32]);
+        c.bstr(&r[..algo.len()]);
     }
     c.uint(44236);
-    c.tstr("sha-256");
+    c.tstr(match algo {
+        crate::sha512::Algo::Sha256 => "sha-256",
+        crate::sha512::Algo::Sha512 => "sha-512",
+    });
     c.uint(44237);
     c.bstr(&rak_pub[..rak_pub_len]);
     c.uint(44240);
