@@ -500,6 +500,12 @@ fn data_abort(v: &mut VCpu, esr: u64, elr: u64) {
             ),
         );
     }
+    // Cache maintenance by VA on an address with no memory: KVM skips the
+    // instruction (there is nothing to clean or invalidate).
+    if esr & (1 << 8) != 0 {
+        msr!("elr_el2", elr + 4);
+        return;
+    }
     // MMIO: the hardware syndrome must describe the access (ISV), else
     // KVM cannot emulate it.
     if esr & (1 << 24) == 0 {
