@@ -12,7 +12,8 @@
 int ukplat_coutk(const char *buf, unsigned int len);
 
 /**
- * `int ukplat_coutd(const char *buf, unsigned int len)`: debug messages (same UART).
+ * `int ukplat_coutd(const char *buf, unsigned int len)`: debug messages (same UART,
+ * or dropped with feature `no-debug-console`, Unikraft `!CONFIG_KVM_DEBUG_SERIAL_CONSOLE`).
  */
 int ukplat_coutd(const char *buf, unsigned int len);
 
@@ -21,10 +22,110 @@ int ukplat_coutd(const char *buf, unsigned int len);
  */
 int ukplat_cink(char *buf, unsigned int maxlen);
 
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.
+ */
+int ukplat_realm_is_realm(void);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `__u64 ukplat_realm_shared_bit(void)`: the unprotected IPA bit (0 outside a realm).
+ */
+uint64_t ukplat_realm_shared_bit(void);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_ipa_width(void)`: the realm's IPA width in bits (0 outside one).
+ */
+int ukplat_realm_ipa_width(void);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_measurement_read(unsigned int index, __u8 out[64])`: RIM (0)
+ * or REM 1-4.
+ *
+ * # Safety
+ *
+ * `out` must be valid for 64 bytes of writes.
+ */
+int ukplat_realm_measurement_read(uint32_t index, uint8_t *out);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_measurement_extend(unsigned int index, const void *data,
+ * __sz len)`: extends REM `index` (1-4) with up to 64 bytes.
+ *
+ * # Safety
+ *
+ * `data` must be valid for `len` bytes of reads.
+ */
+int ukplat_realm_measurement_extend(uint32_t index, const void *data, size_t len);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_attestation_token(const void *challenge, __sz challenge_len,
+ * void *buf, __sz buf_len, __sz *token_len)`: an attestation token for a 32-64
+ * byte challenge. With `buf` NULL, stores in `*token_len` the size to provide
+ * (the RMM's upper bound) and returns 0; with a buffer too small, returns
+ * `-ENOSPC` and the size needed in `*token_len`.
+ *
+ * # Safety
+ *
+ * `challenge` readable for `challenge_len` bytes, `buf` (if not NULL) writable
+ * for `buf_len` bytes and identity-mapped, `token_len` writable.
+ */
+int ukplat_realm_attestation_token(const void *challenge,
+                                   size_t challenge_len,
+                                   void *buf,
+                                   size_t buf_len,
+                                   size_t *token_len);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_host_call(struct ukplat_realm_host_call *hc)`: RSI_HOST_CALL
+ * with a 256-byte-aligned `{ __u16 imm; __u8 pad[6]; __u64 gprs[31]; }`.
+ *
+ * # Safety
+ *
+ * `hc` must point at such a structure in identity-mapped realm memory.
+ */
+int ukplat_realm_host_call(void *hc);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_mem_share(__paddr_t addr, __sz len)`: makes a page-aligned
+ * range RIPAS EMPTY so the host can see it through the alias (`addr |
+ * ukplat_realm_shared_bit()`), e.g. for virtio bounce buffers. The caller
+ * unmaps the protected mapping first and maps the alias afterwards.
+ */
+int ukplat_realm_mem_share(uint64_t addr, size_t len);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_mem_unshare(__paddr_t addr, __sz len)`: makes a shared range
+ * protected RAM again (its contents are lost: the RMM hands it back zeroed).
+ */
+int ukplat_realm_mem_unshare(uint64_t addr, size_t len);
+#endif
+
 /**
  * `void ukplat_terminate(enum ukplat_gstate request)`: the enum has no negative
  * values, so C compilers make it compatible with `unsigned int`.
  */
 void ukplat_terminate(unsigned int request) __attribute__((noreturn));
+
+/**
+ * `int ukplat_suspend(void)`: not supported on KVM arm64 in 0.17 either.
+ */
+int ukplat_suspend(void);
 
 #endif  /* PLAT_KVM_ARM_H */

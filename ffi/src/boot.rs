@@ -32,7 +32,7 @@ pub(crate) struct BootCell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for BootCell<T> {}
 
 impl<T: Copy> BootCell<T> {
-    const fn new(v: T) -> Self {
+    pub(crate) const fn new(v: T) -> Self {
         Self(UnsafeCell::new(v))
     }
     pub(crate) fn get(&self) -> T {
@@ -54,14 +54,25 @@ unsafe impl Sync for Pool {}
 #[unsafe(link_section = ".plat_noinit.pt_pool")]
 static PT_POOL: Pool = Pool(UnsafeCell::new([Table::ZERO; PT_POOL_TABLES]));
 
+// The fatal path's state lives in `.data`: the realm probe can fail before `.bss`
+// is zeroed (and before it is even RIPAS RAM).
+
 /// The console the device tree named, once known (the fatal path uses it).
+#[unsafe(link_section = ".data.plat_state")]
 pub(crate) static CONSOLE_DESC: BootCell<Option<UartDesc>> = BootCell::new(None);
 /// The PSCI conduit, once known.
+#[unsafe(link_section = ".data.plat_state")]
 pub(crate) static CONDUIT: BootCell<Option<Conduit>> = BootCell::new(None);
 /// Whether the MMU is on (decides whether the global console lock may be taken).
+#[unsafe(link_section = ".data.plat_state")]
 pub(crate) static MMU_ON: BootCell<bool> = BootCell::new(false);
 /// Whether we entered at EL2 (QEMU `virtualization=on`: PSCI is then SMC).
+#[unsafe(link_section = ".data.plat_state")]
 static ENTERED_EL2: BootCell<bool> = BootCell::new(false);
+/// Set once a fatal error is being reported: a fault while printing it (say, a
+/// console the host made unreachable) then goes straight to power-off.
+#[unsafe(link_section = ".data.plat_state")]
+static IN_FATAL: BootFlag = BootFlag::new();
 
 unsafe extern "C" {
     static _text: u8;
@@ -121,12 +132,12 @@ fn image_segments() -> [ImageSegment; 3] {
 }
 
 /// The console used when the DTB gives none (or cannot be read): the VMM's usual
-/// UART, like Unikraft's `*_EARLY_CONSOLE_BASE`.
+/// UART, like Unikraft's `*_EARLY_CONSOLE_BASE` (at its alias in a realm).
 fn fallback_console() -> UartDesc {
     if cfg!(feature = "vmm-kvmtool") {
         UartDesc {
             kind: UartKind::Ns16550,
-            base: 0x100_0000,
+            base: 0x100_0000 | crate::realm::shared_bit(),
             size: 8,
             reg_shift: 0,
             reg_io_width: 1,
@@ -156,18 +167,21 @@ pub(crate) fn conduit() -> Conduit {
 
 /// Reports a fatal boot error on the best console known and powers off.
 pub(crate) fn fatal(args: core::fmt::Arguments<'_>) -> ! {
-    let desc = CONSOLE_DESC.get().unwrap_or_else(fallback_console);
-    console::emergency_write(&desc, format_args!("plat-kvm-arm: fatal: {args}\n"));
+    if !IN_FATAL.test_and_set() {
+        let desc = CONSOLE_DESC.get().unwrap_or_else(fallback_console);
+        console::emergency_write(&desc, format_args!("plat-kvm-arm: fatal: {args}\n"));
+    }
     crate::shutdown::power_off(crate::shutdown::Reason::Fatal)
 }
 
-/// First Rust code: MMU off, on the boot stack, `.bss` zeroed.
+/// Main Rust boot code: MMU off, on the boot stack, `.bss` zeroed; `shared_bit` is
+/// what `plat_realm_probe` found (0 outside an Arm CCA realm).
 ///
 /// # Safety
 ///
 /// Called once, from `_libkvmplat_entry` only.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64) -> ! {
+pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     ENTERED_EL2.set(flags & 1 != 0);
     if cfg!(feature = "fpsimd") {
         // SAFETY: CPACR_EL1.FPEN = 0b11 only stops FP/SIMD from trapping.
@@ -182,15 +196,22 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64) -> ! {
         Ok(bi) => bi,
         Err(e) => fatal(format_args!("{e}")),
     };
-    CONDUIT.set(bi.psci);
-    let Some((uart, source)) = bi.console else {
+    let Some((mut uart, source)) = bi.console else {
         fatal(format_args!(
             "no ns16550a or arm,pl011 console in the device tree"
         ))
     };
+    // Devices answer a realm only at their unprotected alias.
+    uart.base |= shared_bit;
     CONSOLE_DESC.set(Some(uart));
+    if shared_bit != 0 {
+        #[cfg(feature = "realm")]
+        crate::realm::setup_memory(&bi);
+    } else {
+        CONDUIT.set(bi.psci);
+    }
 
-    enable_mmu(&bi, &image);
+    enable_mmu(&bi, &image, shared_bit);
     MMU_ON.set(true);
 
     console::init(&uart);
@@ -200,7 +221,14 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64) -> ! {
             uart.base
         ));
     }
-    if bi.psci.is_none() {
+    if shared_bit != 0 {
+        let r = crate::realm::REALM.get();
+        console::print(format_args!(
+            "plat-kvm-arm: Arm CCA realm, IPA width {}, shared bit {:#x}, RAM made RIPAS RAM in {} RSI call(s)\n",
+            r.ipa_width, r.shared_bit, r.ripas_calls
+        ));
+    }
+    if CONDUIT.get().is_none() {
         console::print(format_args!(
             "plat-kvm-arm: warning: no /psci node, cannot power off\n"
         ));
@@ -237,7 +265,7 @@ impl core::fmt::Display for BootError {
     }
 }
 
-fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>) {
+fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
     let mmfr0: u64;
     // SAFETY: reading an ID register has no side effect.
     unsafe { asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0, options(nomem, nostack)) };
@@ -248,8 +276,12 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>) {
         Ok(b) => b,
         Err(e) => fatal(format_args!("page tables: {e}")),
     };
-    if let Err(e) = bootmap::build(&mut b, bi, image, 0, true) {
+    if let Err(e) = bootmap::build(&mut b, bi, image, device_alias, true) {
         fatal(format_args!("boot page tables: {e}"));
+    }
+    #[cfg(feature = "paging")]
+    if let Err(e) = crate::unikraft::map_direct(&mut b, bi) {
+        fatal(format_args!("Unikraft's direct map: {e}"));
     }
     let ttbr0 = b.root_pa();
     // IPS = 48 bits as Unikraft's paging code expects (a larger IPS than the CPU
@@ -300,10 +332,16 @@ fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
         kind: RegionKind::Device,
         flags: RegionFlags::RW,
     };
+    // Unikraft's build (mkbootinfo.py) already describes the image's segments as
+    // KERNEL regions; ours would overlap them, which its coalescing refuses.
+    // SAFETY: `ubi` is Unikraft's boot info with `count` valid descriptors.
+    let kernel_known = unsafe { uk017::has_type(ubi, uk017::memrt::KERNEL) };
+    let regions = bi
+        .regions
+        .iter()
+        .filter(|r| !(kernel_known && r.kind == RegionKind::Kernel));
     // SAFETY: `ubi` is Unikraft's boot info with room for `capacity` descriptors.
-    let pushed = unsafe {
-        uk017::push_regions(ubi, bi.regions.iter().chain(core::iter::once(console_page)))
-    };
+    let pushed = unsafe { uk017::push_regions(ubi, regions.chain(core::iter::once(console_page))) };
     if pushed.is_err() {
         fatal(format_args!(
             "more memory regions than ukplat_bootinfo can hold"
@@ -323,6 +361,8 @@ fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
     ubi.cmdline_len = cmdline.len() as u64;
     // SAFETY: Unikraft's coalescing over the list we just filled.
     unsafe { ukplat_memregion_list_coalesce(&mut ubi.mrds) };
+    #[cfg(feature = "unikraft")]
+    crate::unikraft::before_entry(bi);
     // SAFETY: Unikraft's continuation; it never returns.
     unsafe { _ukplat_entry() }
 }
@@ -336,6 +376,11 @@ fn copy_name(dst: &mut [u8; 16], name: &[u8]) {
 /// Early exception: report and power off (no handler returns).
 #[unsafe(no_mangle)]
 extern "C" fn plat_early_trap(kind: u64) -> ! {
+    if IN_FATAL.get() {
+        // A fault while reporting a fault (e.g. a console the host made
+        // unreachable): no more printing, straight to power-off.
+        crate::shutdown::power_off_quietly()
+    }
     let (esr, elr, far, spsr): (u64, u64, u64, u64);
     // SAFETY: reading exception syndrome registers has no side effect.
     unsafe {
@@ -369,6 +414,11 @@ pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
 pub(crate) struct BootFlag(BootCell<bool>);
 
 impl BootFlag {
+    /// Whether the flag is set.
+    pub(crate) fn get(&self) -> bool {
+        self.0.get()
+    }
+
     /// A clear flag.
     pub(crate) const fn new() -> Self {
         Self(BootCell::new(false))

@@ -10,11 +10,14 @@ const ENODEV: c_int = -19;
 
 static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 
+/// Whether "\n" goes out as "\r\n" (Unikraft `CONFIG_KVM_CONSOLE_CRLF`; default on).
+const CRLF: bool = !cfg!(feature = "console-raw-newlines");
+
 /// Sets up the console UART (MMU on: the lock needs normal memory).
 pub(crate) fn init(desc: &UartDesc) {
     // SAFETY: the boot map covers every device window of the DT, this one included,
     // and nothing else drives this UART.
-    match unsafe { Console::from_desc(desc, true) } {
+    match unsafe { Console::from_desc(desc, CRLF) } {
         Ok(mut c) => {
             c.init(desc.clock_hz);
             *CONSOLE.lock() = Some(c);
@@ -42,7 +45,7 @@ pub(crate) fn emergency_write(desc: &UartDesc, args: core::fmt::Arguments<'_>) {
     }
     // SAFETY: a fatal path: the UART is either already mapped (MMU on, from the DT) or
     // reached physically (MMU off); a racing user of the console is stopped anyway.
-    if let Ok(mut c) = unsafe { Console::from_desc(desc, true) } {
+    if let Ok(mut c) = unsafe { Console::from_desc(desc, CRLF) } {
         c.init(desc.clock_hz);
         let _ = c.write_fmt(args);
     }
@@ -66,9 +69,13 @@ pub extern "C" fn ukplat_coutk(buf: *const c_char, len: c_uint) -> c_int {
     write(buf, len)
 }
 
-/// `int ukplat_coutd(const char *buf, unsigned int len)`: debug messages (same UART).
+/// `int ukplat_coutd(const char *buf, unsigned int len)`: debug messages (same UART,
+/// or dropped with feature `no-debug-console`, Unikraft `!CONFIG_KVM_DEBUG_SERIAL_CONSOLE`).
 #[unsafe(no_mangle)]
 pub extern "C" fn ukplat_coutd(buf: *const c_char, len: c_uint) -> c_int {
+    if cfg!(feature = "no-debug-console") {
+        return len as c_int;
+    }
     write(buf, len)
 }
 

@@ -15,7 +15,11 @@ mod cmdline;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod realm;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod shutdown;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "unikraft"))]
+mod unikraft;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use console::{ukplat_cink, ukplat_coutd, ukplat_coutk};

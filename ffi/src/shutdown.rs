@@ -1,7 +1,7 @@
 //! Powering off: `ukplat_terminate` and the fatal path.
 
 use core::ffi::c_uint;
-use plat_kvm_arm::psci::Psci;
+use plat_kvm_arm::psci::{Conduit, Psci};
 
 /// Why the guest stops.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,7 @@ pub(crate) enum Reason {
 
 /// Set on the first attempt, so a conduit that traps (HVC without EL2) cannot loop
 /// through the early vectors back into another attempt.
+#[unsafe(link_section = ".data.plat_state")]
 static ATTEMPTED: crate::boot::BootFlag = crate::boot::BootFlag::new();
 
 /// Stops the guest: PSCI SYSTEM_RESET for a restart, SYSTEM_OFF otherwise. Test
@@ -50,6 +51,33 @@ pub(crate) fn power_off(reason: Reason) -> ! {
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
     }
 }
+
+/// Powers off without printing, trying the known conduit and then the other one,
+/// each at most once, then parks the CPU: for faults on the fatal path itself,
+/// where printing (or a trapping conduit) would only fault again.
+pub(crate) fn power_off_quietly() -> ! {
+    if cfg!(feature = "semihosting") {
+        semihosting_exit(3);
+    }
+    let first = crate::boot::conduit();
+    let other = match first {
+        Conduit::Hvc => Conduit::Smc,
+        Conduit::Smc => Conduit::Hvc,
+    };
+    if !ATTEMPTED.test_and_set() {
+        let _ = Psci::new(first).system_off();
+    }
+    if !OTHER_ATTEMPTED.test_and_set() {
+        let _ = Psci::new(other).system_off();
+    }
+    loop {
+        // SAFETY: waits for an interrupt; nothing else.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+#[unsafe(link_section = ".data.plat_state")]
+static OTHER_ATTEMPTED: crate::boot::BootFlag = crate::boot::BootFlag::new();
 
 /// Semihosting `SYS_EXIT_EXTENDED`: QEMU exits with `code`. Only reachable in test
 /// builds (feature `semihosting`): on KVM or in a realm `hlt` would trap.

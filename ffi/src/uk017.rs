@@ -159,6 +159,22 @@ pub unsafe fn push_regions(
     Ok(())
 }
 
+/// Whether the list already holds a descriptor of type `memrt` (Unikraft's
+/// `mkbootinfo.py` pre-fills one KERNEL descriptor per loadable segment).
+///
+/// # Safety
+///
+/// As for [`push_regions`].
+pub unsafe fn has_type(bi: *const Bootinfo, memrt: u16) -> bool {
+    // SAFETY: the caller guarantees `bi` is valid, with `count` descriptors after it.
+    let b = unsafe { &*bi };
+    // SAFETY: the descriptor array starts right after the 80-byte header.
+    let base = unsafe { bi.add(1) }.cast::<MemregionDesc>();
+    (0..b.mrds.count.min(b.mrds.capacity) as usize)
+        // SAFETY: i < count <= capacity.
+        .any(|i| unsafe { (*base.add(i)).r#type } == memrt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +249,10 @@ mod tests {
             Err(CapacityExceeded)
         );
         assert_eq!(bi.h.mrds.count, 2);
+        // SAFETY: as above.
+        assert!(unsafe { has_type(p, memrt::FREE) });
+        // SAFETY: as above.
+        assert!(!unsafe { has_type(p, memrt::KERNEL) });
         assert_eq!(bi.d[1].r#type, memrt::FREE);
         assert_eq!(bi.d[1].pg_count, 2);
     }

@@ -716,7 +716,7 @@ fn pci_windows(n: &Node<'_>, parent: Cells, w: &mut Walk<'_>) -> Result<(), Boot
         return Err(DtError::UnsupportedCells.into());
     }
     let entry = (3 + parent.address + child_size) * 4;
-    if v.len() % entry != 0 {
+    if !v.len().is_multiple_of(entry) {
         return Err(DtError::BadPropertyLength.into());
     }
     for e in v.chunks_exact(entry) {

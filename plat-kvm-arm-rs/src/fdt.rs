@@ -133,7 +133,7 @@ impl<'a> Dt<'a> {
                 .map(|end| &blob[off..end])
                 .ok_or(DtError::BadHeader)
         };
-        if off_struct % 4 != 0 || off_rsv % 8 != 0 {
+        if !off_struct.is_multiple_of(4) || !off_rsv.is_multiple_of(8) {
             return Err(DtError::BadHeader);
         }
         Ok(Self {
@@ -416,7 +416,7 @@ impl Iterator for RegIter<'_> {
 /// The entries of a `reg` value laid out with `cells` (the parent's).
 pub fn reg(v: &[u8], cells: Cells) -> Result<RegIter<'_>, DtError> {
     let entry = (cells.address + cells.size) * 4;
-    if v.is_empty() || v.len() % entry != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(entry) {
         return Err(DtError::BadPropertyLength);
     }
     Ok(RegIter { v, cells, at: 0 })

@@ -17,4 +17,5 @@ pub mod memregion;
 pub mod mmio;
 pub mod pagetable;
 pub mod psci;
+pub mod realm;
 pub mod rsi;

@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "uk017/plat.h"
+#ifdef PLAT_KVM_ARM_REALM
+#include "plat_kvm_arm.h"
+#endif
 
 #define MRDS 128
 
@@ -84,6 +87,92 @@ static const char *type_name(uint16_t t)
 	}
 }
 
+#ifdef PLAT_KVM_ARM_REALM
+static void hexbytes(const uint8_t *p, size_t n)
+{
+	char b[2 * 64 + 1];
+	size_t i, k;
+
+	while (n) {
+		k = n > 64 ? 64 : n;
+		for (i = 0; i < k; i++) {
+			b[2 * i] = "0123456789abcdef"[p[i] >> 4];
+			b[2 * i + 1] = "0123456789abcdef"[p[i] & 0xf];
+		}
+		b[2 * k] = 0;
+		out(b);
+		p += k;
+		n -= k;
+	}
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static uint8_t token[16384] __attribute__((aligned(4096)));
+
+/* In a realm: extend REM1, print the RIM and REM1, fetch a token for the
+ * challenge given as "challenge=<hex>" on the command line (or a fixed one),
+ * print it. The tests verify all of it against the machine model. */
+static void realm_checks(struct ukplat_bootinfo *bi)
+{
+	static const char ext[] = "plat-kvm-arm-rs harness";
+	uint8_t challenge[64] = { 0 }, m[64];
+	size_t clen = 64, tlen = 0, i;
+	const char *c = (const char *)(uintptr_t)bi->cmdline, *p = 0;
+	int rc;
+
+	if (!ukplat_realm_is_realm()) {
+		out("harness: not a realm\n");
+		return;
+	}
+	for (i = 0; c && i + 10 < bi->cmdline_len; i++)
+		if (c[i] == 'c' && !__builtin_memcmp(c + i, "challenge=", 10)) {
+			p = c + i + 10;
+			break;
+		}
+	if (p) {
+		for (clen = 0; clen < 64 && hexval(p[2 * clen]) >= 0 &&
+		     hexval(p[2 * clen + 1]) >= 0; clen++)
+			challenge[clen] = (uint8_t)(hexval(p[2 * clen]) << 4 |
+						    hexval(p[2 * clen + 1]));
+	} else {
+		for (i = 0; i < 64; i++)
+			challenge[i] = (uint8_t)i;
+	}
+	rc = ukplat_realm_measurement_extend(1, ext, sizeof(ext) - 1);
+	out(rc ? "harness: extend failed\n" : "harness: extended REM1\n");
+	if (!ukplat_realm_measurement_read(0, m)) {
+		out("guest: RIM ");
+		hexbytes(m, 32);
+		out("\n");
+	}
+	if (!ukplat_realm_measurement_read(1, m)) {
+		out("harness: REM1 ");
+		hexbytes(m, 32);
+		out("\n");
+	}
+	rc = ukplat_realm_attestation_token(challenge, clen, 0, 0, &tlen);
+	out("harness: token bound ");
+	hex(tlen);
+	out("\n");
+	rc = ukplat_realm_attestation_token(challenge, clen, token, sizeof(token), &tlen);
+	if (rc) {
+		out("harness: token failed\n");
+		return;
+	}
+	out("guest: token: ");
+	hexbytes(token, tlen);
+	out("\n");
+}
+#endif
+
 void _ukplat_entry(void)
 {
 	struct ukplat_bootinfo *bi = ukplat_bootinfo_get();
@@ -113,6 +202,10 @@ void _ukplat_entry(void)
 	}
 	out("harness: free ");
 	hex(free_bytes);
-	out("\nharness: done\n");
+	out("\n");
+#ifdef PLAT_KVM_ARM_REALM
+	realm_checks(bi);
+#endif
+	out("harness: done\n");
 	ukplat_terminate(UKPLAT_HALT);
 }

@@ -97,10 +97,20 @@ _libkvmplat_entry:
 	isb
 
 	/*
-	 * Realm hook: in an Arm CCA realm, .bss and the boot stack may be RIPAS
-	 * EMPTY until RSI_IPA_STATE_SET makes them RAM; that call must come here,
-	 * before the first store to either (see docs/boot.md).
+	 * Arm CCA realm probe, on a stack in .data (loaded with the image, so RIPAS
+	 * RAM in a realm): .bss, the boot stack and the page-table pool may be RIPAS
+	 * EMPTY until RSI_IPA_STATE_SET makes them RAM, which must happen before the
+	 * first store to them. Returns the shared IPA bit (0: not a realm). Without
+	 * the `realm` feature it returns 0 at once and issues no SMC.
 	 */
+	ldr	x0, =plat_early_stack
+	ldr	x1, =plat_early_stack_size
+	ldr	x1, [x1]
+	add	x0, x0, x1
+	mov	sp, x0
+	mov	x0, x19
+	bl	plat_realm_probe
+	mov	x21, x0
 
 	/* Drop any cache line over the image: we are about to write with caches off. */
 	ldr	x0, =_plat_image_start
@@ -125,6 +135,7 @@ _libkvmplat_entry:
 	mov	sp, x0
 	mov	x0, x19
 	mov	x1, x20
+	mov	x2, x21
 	bl	plat_boot			/* never returns */
 .Lbad_el:
 	/* EL0 or EL3: nothing here can report it; park the CPU. */

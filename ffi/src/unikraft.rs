@@ -1,0 +1,104 @@
+//! What a real Unikraft RELEASE-0.17.0 tree needs from the platform beyond the
+//! C ABI the conformance harness exercises (feature `unikraft`, set by the
+//! repository's `Makefile.uk`).
+//!
+//! Unikraft 0.17's `plat/kvm` files that stay in the build (`setup.c`,
+//! `exceptions.S`, `plat/common/memory.c`, `paging.c`) expect a few things the
+//! replaced `entry64.S`, `*_bpt64.S` and `shutdown.c` used to provide:
+//!
+//! - `VBAR_EL1 = vector_table` before `_ukplat_entry` (their entry did it before
+//!   the MMU went on; ours runs on its own early vectors until the hand-off);
+//! - `bpt_unmap_mrd`, the end of what the boot page tables map, which
+//!   `ukplat_mem_init` (without `CONFIG_PAGING`) uses to drop free memory the
+//!   tables do not reach;
+//! - `ukplat_suspend` (`shutdown.c` defined it with `ukplat_terminate`);
+//! - with `CONFIG_PAGING` (feature `paging`), Unikraft's direct map at
+//!   `0xff80_0000_0000 + pa`: `ukplat_paging_init` writes the frame allocator's
+//!   metadata there while the boot tables are still live.
+
+use crate::uk017::MemregionDesc;
+use core::cell::UnsafeCell;
+use core::ffi::c_int;
+use plat_kvm_arm::bootinfo::BootInfo;
+use plat_kvm_arm::memregion::PAGE_SIZE;
+
+/// `struct ukplat_memregion_desc bpt_unmap_mrd`, as C sees it.
+#[repr(transparent)]
+pub struct UnmapMrd(UnsafeCell<MemregionDesc>);
+// SAFETY: written once by the boot CPU in `before_entry`, before any C code runs.
+unsafe impl Sync for UnmapMrd {}
+
+/// The range the boot page tables map, for `plat/common/memory.c`
+/// (`UKPLAT_MEMRF_UNMAP`-style descriptor, as the C boot tables export it).
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static bpt_unmap_mrd: UnmapMrd = UnmapMrd(UnsafeCell::new(MemregionDesc {
+    pbase: 0,
+    vbase: 0,
+    pg_off: 0,
+    len: 0,
+    pg_count: 0,
+    r#type: 0,
+    flags: 0x10,
+}));
+
+unsafe extern "C" {
+    /// Unikraft's exception vectors (`plat/kvm/arm/exceptions.S`).
+    static vector_table: u8;
+}
+
+/// Last steps before `_ukplat_entry`: record what the boot tables map and move
+/// from the early vectors to Unikraft's.
+pub(crate) fn before_entry(bi: &BootInfo<'_>) {
+    // Every RAM bank of the DT is mapped (see `bootmap::build`); nothing above
+    // the highest one is.
+    let end = bi.ram.iter().map(|r| r.end).max().unwrap_or(0) & !(PAGE_SIZE - 1);
+    // SAFETY: single-threaded boot, before C reads it (see `UnmapMrd`).
+    unsafe {
+        let d = &mut *bpt_unmap_mrd.0.get();
+        d.len = end;
+        d.pg_count = end / PAGE_SIZE;
+    }
+    // SAFETY: `vector_table` is 2 KiB-aligned code mapped executable by the boot
+    // tables; from here on exceptions go to Unikraft's handlers, as after its
+    // own entry.
+    unsafe {
+        core::arch::asm!(
+            "msr vbar_el1, {}",
+            "isb",
+            in(reg) &raw const vector_table,
+            options(nostack),
+        )
+    };
+}
+
+/// `int ukplat_suspend(void)`: not supported on KVM arm64 in 0.17 either.
+#[unsafe(no_mangle)]
+pub extern "C" fn ukplat_suspend() -> c_int {
+    const EBUSY: c_int = 16;
+    -EBUSY
+}
+
+/// With `CONFIG_PAGING`: maps every RAM bank again at Unikraft's direct map, so
+/// that `ukplat_paging_init` can reach its frame allocator's metadata before it
+/// switches to its own tables.
+#[cfg(feature = "paging")]
+pub(crate) fn map_direct(
+    b: &mut plat_kvm_arm::pagetable::PageTableBuilder<'_>,
+    bi: &BootInfo<'_>,
+) -> Result<(), plat_kvm_arm::pagetable::MapError> {
+    use plat_kvm_arm::pagetable::{MemAttr, UK_DIRECTMAP_BASE};
+    for bank in bi.ram.iter() {
+        let start = (bank.start + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let end = bank.end & !(PAGE_SIZE - 1);
+        if start < end {
+            b.map(
+                UK_DIRECTMAP_BASE + start,
+                start,
+                end - start,
+                MemAttr::NormalRw,
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! What an Arm CCA realm must check in the boot information before it trusts it.
+//!
+//! In a realm the host writes the DTB (it is measured, but a verifier may not look
+//! closely), so its claims are validated against the realm's own view: RAM must lie
+//! in the protected half of the IPA space, where the RMM guarantees integrity; every
+//! device must be reachable at its unprotected alias, inside the IPA space; PSCI must
+//! go to the RMM (SMC).
+
+use crate::bootinfo::BootInfo;
+use crate::memregion::{MemRange, PAGE_SIZE};
+use crate::psci::Conduit;
+use core::ops::Range;
+
+/// Why a realm refuses the boot information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealmError {
+    /// A `/memory` range reaches the unprotected half (or beyond the IPA space).
+    MemoryNotProtected(MemRange),
+    /// A device window's alias would fall outside the IPA space.
+    DeviceUnreachable(MemRange),
+    /// The DTB or initrd lies outside protected memory.
+    BlobNotProtected(MemRange),
+    /// `/psci` is absent or not `smc`: in a realm only the RMM serves PSCI.
+    PsciNotSmc,
+}
+
+impl core::fmt::Display for RealmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RealmError::MemoryNotProtected(r) => write!(
+                f,
+                "/memory [{:#x}, {:#x}) is outside the protected IPA space",
+                r.start, r.end
+            ),
+            RealmError::DeviceUnreachable(r) => write!(
+                f,
+                "device [{:#x}, {:#x}) has no alias inside the IPA space",
+                r.start, r.end
+            ),
+            RealmError::BlobNotProtected(r) => write!(
+                f,
+                "boot blob [{:#x}, {:#x}) is outside protected RAM",
+                r.start, r.end
+            ),
+            RealmError::PsciNotSmc => f.write_str("/psci method is not smc, as a realm needs"),
+        }
+    }
+}
+
+/// Validates `bi` for a realm whose unprotected bit is `shared_bit`.
+pub fn check(bi: &BootInfo<'_>, shared_bit: u64) -> Result<(), RealmError> {
+    for r in bi.ram.iter() {
+        if r.end > shared_bit {
+            return Err(RealmError::MemoryNotProtected(r));
+        }
+    }
+    for d in bi.devices.iter() {
+        // The alias is d | shared_bit; it stays inside the IPA space [0, 2 * shared_bit)
+        // only if the window lies below the shared bit.
+        if d.end > shared_bit {
+            return Err(RealmError::DeviceUnreachable(d));
+        }
+    }
+    for b in core::iter::once(bi.dtb).chain(bi.initrd) {
+        if !bi.ram.iter().any(|r| r.contains_range(&b)) {
+            return Err(RealmError::BlobNotProtected(b));
+        }
+    }
+    if bi.psci != Some(Conduit::Smc) {
+        return Err(RealmError::PsciNotSmc);
+    }
+    Ok(())
+}
+
+/// The RAM ranges to make RIPAS RAM: each bank, rounded inward to granules.
+pub fn ram_ranges<'b>(bi: &'b BootInfo<'_>) -> impl Iterator<Item = Range<u64>> + 'b {
+    bi.ram.iter().filter_map(|r| {
+        let start = r.start.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+        let end = r.end & !(PAGE_SIZE - 1);
+        (start < end).then_some(start..end)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootinfo::ConsoleSource;
+    use crate::memregion::FixedList;
+
+    fn bi() -> BootInfo<'static> {
+        let mut ram = FixedList::new();
+        ram.push(MemRange {
+            start: 0x8000_0000,
+            end: 0x8400_0000,
+        })
+        .unwrap();
+        let mut devices = FixedList::new();
+        devices
+            .push(MemRange {
+                start: 0x100_0000,
+                end: 0x100_4000,
+            })
+            .unwrap();
+        BootInfo {
+            regions: FixedList::new(),
+            ram,
+            devices,
+            cmdline: None,
+            console: Some((Default::default(), ConsoleSource::StdoutPath)),
+            psci: Some(Conduit::Smc),
+            gic: None,
+            dtb: MemRange {
+                start: 0x83e0_0000,
+                end: 0x83e0_1000,
+            },
+            initrd: None,
+            cpu_count: 1,
+        }
+    }
+
+    #[test]
+    fn accepts_kvmtool_realm_layout() {
+        assert_eq!(check(&bi(), 1 << 32), Ok(()));
+        let ranges: std::vec::Vec<_> = ram_ranges(&bi()).collect();
+        assert_eq!(ranges, std::vec![0x8000_0000u64..0x8400_0000]);
+    }
+
+    #[test]
+    fn refuses_what_a_host_could_lie_about() {
+        // A 33-bit realm with 4 GiB of "RAM" from 2 GiB runs into the alias.
+        let mut b = bi();
+        b.ram = FixedList::new();
+        b.ram
+            .push(MemRange {
+                start: 0x8000_0000,
+                end: 0x1_8000_0000,
+            })
+            .unwrap();
+        assert!(matches!(
+            check(&b, 1 << 32),
+            Err(RealmError::MemoryNotProtected(_))
+        ));
+        let mut b = bi();
+        b.devices
+            .push(MemRange {
+                start: 0x1_0100_0000,
+                end: 0x1_0100_1000,
+            })
+            .unwrap();
+        assert!(matches!(
+            check(&b, 1 << 32),
+            Err(RealmError::DeviceUnreachable(_))
+        ));
+        let mut b = bi();
+        b.psci = Some(Conduit::Hvc);
+        assert_eq!(check(&b, 1 << 32), Err(RealmError::PsciNotSmc));
+        let mut b = bi();
+        b.dtb = MemRange {
+            start: 0x7000_0000,
+            end: 0x7000_1000,
+        };
+        assert!(matches!(
+            check(&b, 1 << 32),
+            Err(RealmError::BlobNotProtected(_))
+        ));
+    }
+}
