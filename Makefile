@@ -95,9 +95,10 @@ endif
 test: lint staticlib host-test header-check vmm-model-test e2e-test
 	@echo "make test: all passed"
 
-bench: $(BUILD)/harness-qemu/hello.img
+bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img
 	$(CARGO) run -q --release -p plat-tests --bin bench-console
 	tests/bench/boot-icount $(BUILD)
+	tests/bench/realm-icount $(BUILD)
 
 clean:
 	$(CARGO) clean

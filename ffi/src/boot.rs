@@ -265,6 +265,7 @@ impl core::fmt::Display for BootError {
     }
 }
 
+#[inline(never)]
 fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
     let mmfr0: u64;
     // SAFETY: reading an ID register has no side effect.

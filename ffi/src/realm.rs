@@ -247,6 +247,7 @@ mod imp {
 
     /// Realm checks of the boot information and RIPAS RAM over all of RAM, before
     /// any of it is handed out.
+    #[inline(never)]
     pub(crate) fn setup_memory(bi: &BootInfo<'_>) {
         let r = REALM.get();
         if let Err(e) = realm::check(bi, r.shared_bit) {
