@@ -280,9 +280,9 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
     if let Err(e) = bootmap::build(&mut b, bi, image, device_alias, true) {
         fatal(format_args!("boot page tables: {e}"));
     }
-    #[cfg(feature = "paging")]
-    if let Err(e) = crate::unikraft::map_direct(&mut b, bi) {
-        fatal(format_args!("Unikraft's direct map: {e}"));
+    #[cfg(feature = "unikraft")]
+    if let Err(e) = crate::unikraft::extra_maps(&mut b, bi, device_alias) {
+        fatal(format_args!("boot page tables for Unikraft: {e}"));
     }
     let ttbr0 = b.root_pa();
     // IPS = 48 bits as Unikraft's paging code expects (a larger IPS than the CPU

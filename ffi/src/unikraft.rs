@@ -14,7 +14,9 @@
 //! - `ukplat_suspend` (`shutdown.c` defined it with `ukplat_terminate`);
 //! - with `CONFIG_PAGING` (feature `paging`), Unikraft's direct map at
 //!   `0xff80_0000_0000 + pa`: `ukplat_paging_init` writes the frame allocator's
-//!   metadata there while the boot tables are still live.
+//!   metadata there while the boot tables are still live;
+//! - in a realm, devices reachable at the addresses the device tree gives (see
+//!   [`extra_maps`]).
 
 use crate::uk017::MemregionDesc;
 use core::cell::UnsafeCell;
@@ -79,25 +81,40 @@ pub extern "C" fn ukplat_suspend() -> c_int {
     -EBUSY
 }
 
-/// With `CONFIG_PAGING`: maps every RAM bank again at Unikraft's direct map, so
-/// that `ukplat_paging_init` can reach its frame allocator's metadata before it
-/// switches to its own tables.
-#[cfg(feature = "paging")]
-pub(crate) fn map_direct(
+/// Mappings Unikraft's own code needs in the boot tables besides the identity map:
+///
+/// - in an Arm CCA realm (`device_alias` != 0), every device window also at its
+///   plain address, pointing at the unprotected alias: Unikraft's drivers (the GIC,
+///   the RTC, virtio) take addresses from the device tree and, without
+///   `CONFIG_PAGING`, use them as they are;
+/// - with `CONFIG_PAGING` (feature `paging`), every RAM bank again at Unikraft's
+///   direct map (`0xff80_0000_0000 + pa`), where `ukplat_paging_init` writes its
+///   frame allocator's metadata while the boot tables are still live.
+pub(crate) fn extra_maps(
     b: &mut plat_kvm_arm::pagetable::PageTableBuilder<'_>,
     bi: &BootInfo<'_>,
+    device_alias: u64,
 ) -> Result<(), plat_kvm_arm::pagetable::MapError> {
-    use plat_kvm_arm::pagetable::{MemAttr, UK_DIRECTMAP_BASE};
-    for bank in bi.ram.iter() {
-        let start = (bank.start + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        let end = bank.end & !(PAGE_SIZE - 1);
-        if start < end {
-            b.map(
-                UK_DIRECTMAP_BASE + start,
-                start,
-                end - start,
-                MemAttr::NormalRw,
-            )?;
+    use plat_kvm_arm::pagetable::MemAttr;
+    if device_alias != 0 {
+        for d in bi.devices.iter() {
+            b.map(d.start, d.start | device_alias, d.len(), MemAttr::Device)?;
+        }
+    }
+    #[cfg(feature = "paging")]
+    {
+        use plat_kvm_arm::pagetable::UK_DIRECTMAP_BASE;
+        for bank in bi.ram.iter() {
+            let start = (bank.start + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+            let end = bank.end & !(PAGE_SIZE - 1);
+            if start < end {
+                b.map(
+                    UK_DIRECTMAP_BASE + start,
+                    start,
+                    end - start,
+                    MemAttr::NormalRw,
+                )?;
+            }
         }
     }
     Ok(())
