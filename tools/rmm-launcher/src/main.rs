@@ -1,0 +1,928 @@
+//! rmm-launcher: a Normal-world EL2 host (the BL33 role) that creates an Arm CCA
+//! realm through RMI v1.0 on TF-RMM and runs an arm64 Image in it the way
+//! kvmtool-cca launches one. See ../README.md.
+
+#![no_std]
+#![no_main]
+
+mod rmi;
+#[path = "../../../tests/vmm-model/common/sha256.rs"]
+mod sha256;
+#[path = "../../../tests/vmm-model/common/sha512.rs"]
+#[allow(dead_code)]
+mod sha512;
+mod sys;
+
+use sha512::Algo;
+use sys::{log, mrs};
+
+core::arch::global_asm!(include_str!("entry.S"));
+
+/// Exit statuses of the QEMU process (the machine model's table, README.md).
+pub mod status {
+    pub const SYSTEM_OFF: u32 = 0;
+    pub const SYSTEM_RESET: u32 = 10;
+    pub const GUEST_EXCEPTION: u32 = 11;
+    pub const MMIO_NO_SYNDROME: u32 = 12;
+    pub const LAUNCHER_ERROR: u32 = 14;
+    pub const CONFIG_ERROR: u32 = 15;
+    pub const REALM_FATAL: u32 = 16;
+}
+
+// ---- host (QEMU physical) layout; the runner's `-device loader`s fill the first three
+const PARAMS: u64 = 0x4700_0000;
+const IMAGE: u64 = 0x4800_0000;
+const IMAGE_MAX: u64 = 0x0400_0000;
+const DTB: u64 = 0x4c00_0000;
+/// NS pages the launcher shares with the RMM (params, REC run) and hands to the
+/// realm as unprotected memory.
+const NS_SCRATCH: u64 = 0x7000_0000;
+const NS_SCRATCH_END: u64 = 0x8000_0000;
+/// Granules delegated to the realm world (RD, RTTs, RECs, DATA).
+const POOL: u64 = 0x8000_0000;
+const POOL_END: u64 = 0xc000_0000;
+
+// ---- guest IPA layout (kvmtool's arm64 map)
+const RAM_IPA: u64 = 0x8000_0000;
+const UART_IPA: u64 = 0x0100_0000;
+const GRANULE: u64 = 0x1000;
+const FDT_MAX_SIZE: u64 = 0x1_0000;
+
+const PSCI_CPU_OFF: u64 = 0x8400_0002;
+const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
+const PSCI_CPU_ON_64: u64 = 0xc400_0003;
+const PSCI_CPU_ON_32: u64 = 0x8400_0003;
+const PSCI_AFFINITY_INFO_64: u64 = 0xc400_0004;
+const PSCI_AFFINITY_INFO_32: u64 = 0x8400_0004;
+
+const FLAG_RIPAS_IMAGE: u64 = 1 << 0;
+const FLAG_REJECT_RIPAS: u64 = 1 << 1;
+const FLAG_POPULATE_ALL: u64 = 1 << 2;
+const FLAG_SHA512: u64 = 1 << 3;
+const FLAG_NO_TEARDOWN: u64 = 1 << 4;
+const FLAG_TRACE: u64 = 1 << 5;
+
+/// The runner's parameter block at PARAMS.
+#[repr(C)]
+struct Params {
+    magic: [u8; 8],
+    image_size: u64,
+    dtb_size: u64,
+    mem_bytes: u64,
+    flags: u64,
+    ipa_bits: u64,
+    cpus: u64,
+    rpv_len: u64,
+    rpv: [u8; 64],
+}
+
+fn stop(code: u32, args: core::fmt::Arguments) -> ! {
+    sys::print(args);
+    log!("exit status {}", code);
+    sys::exit(code)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn rust_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    stop(
+        status::LAUNCHER_ERROR,
+        format_args!("LAUNCHER ERROR: EL2 exception {kind} esr={esr:#x} elr={elr:#x} far={far:#x}"),
+    )
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: {info}"))
+}
+
+fn fail(what: &str, r: rmi::Ret) -> ! {
+    stop(
+        status::LAUNCHER_ERROR,
+        format_args!(
+            "LAUNCHER ERROR: {what}: RMI status {} index {} (x0={:#x})",
+            r.status(),
+            r.index(),
+            r.0[0]
+        ),
+    )
+}
+
+// ---------------------------------------------------------------- bookkeeping
+const MAX_DELEGATED: usize = 1 << 18;
+const MAX_RTTS: usize = 4096;
+const MAX_UNPROT: usize = 4096;
+const MAX_RECS: usize = 8;
+
+struct Host {
+    rd: u64,
+    algo: Algo,
+    ipa_bits: u32,
+    shared: u64,
+    ram_end: u64,
+    flags: u64,
+    ns_next: u64,
+    pool_next: u64,
+    n_delegated: usize,
+    /// (IPA, level) of every RTT created, in creation order.
+    rtts: [(u64, u64); MAX_RTTS],
+    n_rtts: usize,
+    /// Unprotected IPAs mapped with RTT_MAP_UNPROTECTED (level 3).
+    unprot: [u64; MAX_UNPROT],
+    n_unprot: usize,
+    /// Protected IPAs holding DATA granules.
+    n_data: usize,
+    recs: [u64; MAX_RECS],
+    runs: [u64; MAX_RECS],
+    mpidrs: [u64; MAX_RECS],
+    n_recs: usize,
+    rim: [u8; 64],
+    // counters
+    exits: u64,
+    mmio: u64,
+    lazy: u64,
+    ripas_changes: u64,
+    host_calls: u64,
+    psci: u64,
+    irq_exits: u64,
+}
+
+static mut DELEGATED: [u64; MAX_DELEGATED] = [0; MAX_DELEGATED];
+static mut DATA_IPAS: [u64; MAX_DELEGATED] = [0; MAX_DELEGATED];
+
+fn delegated() -> &'static mut [u64; MAX_DELEGATED] {
+    // SAFETY: single CPU; only the launcher's own code touches this table.
+    unsafe { &mut *core::ptr::addr_of_mut!(DELEGATED) }
+}
+fn data_ipas() -> &'static mut [u64; MAX_DELEGATED] {
+    // SAFETY: as above.
+    unsafe { &mut *core::ptr::addr_of_mut!(DATA_IPAS) }
+}
+
+fn zero_page(pa: u64) {
+    // SAFETY: `pa` is an NS page of the launcher's scratch area or pool,
+    // identity mapped, not in use by anything else.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, GRANULE as usize) };
+}
+
+fn page(pa: u64) -> &'static mut [u8; 4096] {
+    // SAFETY: as in zero_page.
+    unsafe { &mut *(pa as *mut [u8; 4096]) }
+}
+
+fn put64(p: &mut [u8], off: usize, v: u64) {
+    p[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+fn get64(p: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&p[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl Host {
+    fn trace(&self) -> bool {
+        self.flags & FLAG_TRACE != 0
+    }
+
+    fn ns_page(&mut self) -> u64 {
+        if self.ns_next >= NS_SCRATCH_END {
+            stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: NS scratch exhausted"));
+        }
+        let p = self.ns_next;
+        self.ns_next += GRANULE;
+        zero_page(p);
+        p
+    }
+
+    /// A granule from the pool, delegated to the realm PAS.
+    fn granule(&mut self) -> u64 {
+        if self.pool_next >= POOL_END || self.n_delegated >= MAX_DELEGATED {
+            stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: granule pool exhausted"));
+        }
+        let g = self.pool_next;
+        self.pool_next += GRANULE;
+        let r = rmi::c1(rmi::GRANULE_DELEGATE, g);
+        if !r.ok() {
+            fail("GRANULE_DELEGATE", r);
+        }
+        delegated()[self.n_delegated] = g;
+        self.n_delegated += 1;
+        g
+    }
+
+    fn rtt_create(&mut self, ipa: u64, level: u64) {
+        let g = self.granule();
+        let span = GRANULE << (9 * (4 - level)); // the area one level-`level` table maps
+        let base = ipa & !(span - 1);
+        let r = rmi::c4(rmi::RTT_CREATE, self.rd, g, base, level);
+        if !r.ok() {
+            fail("RTT_CREATE", r);
+        }
+        if self.n_rtts >= MAX_RTTS {
+            stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: too many RTTs"));
+        }
+        self.rtts[self.n_rtts] = (base, level);
+        self.n_rtts += 1;
+    }
+
+    /// Runs `op` until it succeeds, creating the RTT it reports missing
+    /// (RMI_ERROR_RTT with the level the walk stopped at) for `ipa`.
+    fn with_rtts(&mut self, what: &str, ipa: u64, mut op: impl FnMut(&Host) -> rmi::Ret) -> rmi::Ret {
+        loop {
+            let r = op(self);
+            if r.status() == rmi::ERROR_RTT && r.index() < 3 {
+                self.rtt_create(ipa, r.index() + 1);
+                continue;
+            }
+            if !r.ok() {
+                fail(what, r);
+            }
+            return r;
+        }
+    }
+
+    fn init_ripas(&mut self, base: u64, top: u64) {
+        let mut a = base;
+        while a < top {
+            let r = self.with_rtts("RTT_INIT_RIPAS", a, |h| rmi::c3(rmi::RTT_INIT_RIPAS, h.rd, a, top));
+            rim_ripas(self.algo, &mut self.rim, a, r.0[1]);
+            a = r.0[1];
+        }
+    }
+
+    fn note_data(&mut self, ipa: u64) {
+        data_ipas()[self.n_data] = ipa;
+        self.n_data += 1;
+    }
+
+    /// DATA_CREATE of one granule with `src` (an NS page) as content, measured.
+    fn data_create(&mut self, ipa: u64, src: u64) {
+        let g = self.granule();
+        self.with_rtts("DATA_CREATE", ipa, |h| {
+            rmi::c5(rmi::DATA_CREATE, h.rd, g, ipa, src, rmi::MEASURE_CONTENT)
+        });
+        rim_data(self.algo, &mut self.rim, ipa, page(src));
+        self.note_data(ipa);
+    }
+
+    fn data_create_unknown(&mut self, ipa: u64) {
+        let g = self.granule();
+        self.with_rtts("DATA_CREATE_UNKNOWN", ipa, |h| rmi::c3(rmi::DATA_CREATE_UNKNOWN, h.rd, g, ipa));
+        self.note_data(ipa);
+    }
+
+    fn map_unprotected(&mut self, ipa: u64) {
+        let ns = self.ns_page();
+        let desc = ns | (1 << 4) | (2 << 2) | (3 << 6); // FWB Normal WB, S2AP RW
+        self.with_rtts("RTT_MAP_UNPROTECTED", ipa, |h| rmi::c4(rmi::RTT_MAP_UNPROTECTED, h.rd, ipa, 3, desc));
+        if self.n_unprot < MAX_UNPROT {
+            self.unprot[self.n_unprot] = ipa;
+            self.n_unprot += 1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- RIM (TF-RMM v1.0 descriptors)
+fn rim_ripas(algo: Algo, rim: &mut [u8; 64], base: u64, top: u64) {
+    // RTT_INIT_RIPAS measures one descriptor per RTT entry; `top` may span
+    // several entries of one size: split as the RMM did.
+    let mut cur = base;
+    while cur < top {
+        let mut bs = GRANULE;
+        for l in [1u32, 2] {
+            let s = GRANULE << (9 * (3 - l));
+            if cur % s == 0 && top - cur >= s {
+                bs = s;
+                break;
+            }
+        }
+        let mut d = [0u8; 0x100];
+        d[0] = 2;
+        put64(&mut d, 8, 0x100);
+        d[0x10..0x50].copy_from_slice(rim);
+        put64(&mut d, 0x50, cur);
+        put64(&mut d, 0x58, cur + bs);
+        *rim = algo.hash(&d);
+        cur += bs;
+    }
+}
+
+fn rim_data(algo: Algo, rim: &mut [u8; 64], ipa: u64, content: &[u8; 4096]) {
+    let mut d = [0u8; 0x100];
+    d[0] = 0;
+    put64(&mut d, 8, 0x100);
+    d[0x10..0x50].copy_from_slice(rim);
+    put64(&mut d, 0x50, ipa);
+    put64(&mut d, 0x58, rmi::MEASURE_CONTENT);
+    d[0x60..0xa0].copy_from_slice(&algo.hash(content));
+    *rim = algo.hash(&d);
+}
+
+fn rim_rec(algo: Algo, rim: &mut [u8; 64], params: &[u8; 4096]) {
+    let mut m = [0u8; 0x1000];
+    m[0..8].copy_from_slice(&params[0..8]); // flags
+    m[0x200..0x208].copy_from_slice(&params[0x200..0x208]); // pc
+    m[0x300..0x340].copy_from_slice(&params[0x300..0x340]); // gprs[0..8]
+    let mut d = [0u8; 0x100];
+    d[0] = 1;
+    put64(&mut d, 8, 0x100);
+    d[0x10..0x50].copy_from_slice(rim);
+    d[0x50..0x90].copy_from_slice(&algo.hash(&m));
+    *rim = algo.hash(&d);
+}
+
+struct Hex<'a>(&'a [u8]);
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- 16550 model
+struct Uart {
+    ier: u8,
+    lcr: u8,
+    mcr: u8,
+    scr: u8,
+    dll: u8,
+    dlm: u8,
+}
+static mut UART0: Uart = Uart { ier: 0, lcr: 0, mcr: 0x08, scr: 0, dll: 0x0c, dlm: 0 };
+
+fn uart_access(n: u64, off: u64, write: bool, val: u64) -> u64 {
+    // SAFETY: single CPU.
+    let u = unsafe { &mut *core::ptr::addr_of_mut!(UART0) };
+    let dlab = u.lcr & 0x80 != 0;
+    if write {
+        let v = val as u8;
+        match off {
+            0 if dlab => u.dll = v,
+            0 => {
+                if n == 0 {
+                    sys::guest_putc(v)
+                }
+            }
+            1 if dlab => u.dlm = v,
+            1 => u.ier = v & 0x0f,
+            3 => u.lcr = v,
+            4 => u.mcr = v & 0x1f,
+            7 => u.scr = v,
+            _ => {}
+        }
+        0
+    } else {
+        (match off {
+            0 if dlab => u.dll,
+            0 => 0,
+            1 if dlab => u.dlm,
+            1 => u.ier,
+            2 => 0xc1, // FIFOs enabled, no interrupt pending
+            3 => u.lcr,
+            4 => u.mcr,
+            5 => 0x60, // THRE | TEMT
+            6 => 0xb0, // DCD | DSR | CTS
+            7 => u.scr,
+            _ => 0,
+        }) as u64
+    }
+}
+
+/// MMIO at an unprotected IPA: returns the value for a read.
+fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
+    h.mmio += 1;
+    let a = ipa & !h.shared;
+    if (UART_IPA..UART_IPA + 4 * 0x1000).contains(&a) && (a & 0xfff) < 8 {
+        return uart_access((a - UART_IPA) >> 12, a & 7, write, val);
+    }
+    if h.trace() {
+        log!("unhandled MMIO {} {:#x} size {} val {:#x}", if write { "write" } else { "read" }, ipa, size, val);
+    }
+    0
+}
+
+// ---------------------------------------------------------------- entry
+#[unsafe(no_mangle)]
+extern "C" fn rust_main() -> ! {
+    sys::mmu_on();
+    let t0 = sys::now_ticks();
+    let freq = mrs!("cntfrq_el0").max(1);
+    // SAFETY: the runner's loader wrote the block; it is plain data.
+    let p = unsafe { &*(PARAMS as *const Params) };
+    if &p.magic != b"RMMLNCH1" {
+        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: no parameter block at {PARAMS:#x} (use the runner)"));
+    }
+    log!("rmm-launcher: NS EL2 host (BL33), CurrentEL {}", (mrs!("CurrentEL") >> 2) & 3);
+
+    // ---- RMI version and features
+    let v = rmi::c1(rmi::VERSION, 1 << 16);
+    log!(
+        "RMI_VERSION(1.0): status {} lower {}.{} higher {}.{}",
+        v.0[0],
+        v.0[1] >> 16,
+        v.0[1] & 0xffff,
+        v.0[2] >> 16,
+        v.0[2] & 0xffff
+    );
+    if !v.ok() {
+        fail("RMI_VERSION 1.0", v);
+    }
+    let f0 = rmi::c1(rmi::FEATURES, 0);
+    if !f0.ok() {
+        fail("RMI_FEATURES", f0);
+    }
+    let feat = f0.0[1];
+    let max_s2sz = feat & 0xff;
+    let num_bps = (feat >> 14) & 0x3f;
+    let num_wps = (feat >> 20) & 0x3f;
+    log!(
+        "RMI_FEATURES[0] {:#x}: S2SZ {} LPA2 {} SVE {} NUM_BPS {} NUM_WPS {} PMU {} ({} ctrs) SHA256 {} SHA512 {} GICv3 LRs {}",
+        feat,
+        max_s2sz,
+        (feat >> 8) & 1,
+        (feat >> 9) & 1,
+        num_bps,
+        num_wps,
+        (feat >> 26) & 1,
+        (feat >> 27) & 0x1f,
+        (feat >> 32) & 1,
+        (feat >> 33) & 1,
+        (feat >> 34) & 0xf
+    );
+
+    // ---- configuration
+    let mem = p.mem_bytes;
+    if mem < (16 << 20) || mem > (POOL_END - POOL) - (64 << 20) || mem % GRANULE != 0 {
+        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: RAM size {mem:#x} out of range"));
+    }
+    let ram_end = RAM_IPA + mem;
+    let fls = 64 - (ram_end - 1).leading_zeros();
+    let ipa_bits = if p.ipa_bits != 0 { p.ipa_bits as u32 } else { fls.max(32) + 1 };
+    if ipa_bits as u64 > max_s2sz || ipa_bits > 39 {
+        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: IPA width {ipa_bits} not supported"));
+    }
+    let algo = if p.flags & FLAG_SHA512 != 0 { Algo::Sha512 } else { Algo::Sha256 };
+    let mut h = Host {
+        rd: 0,
+        algo,
+        ipa_bits,
+        shared: 1 << (ipa_bits - 1),
+        ram_end,
+        flags: p.flags,
+        ns_next: NS_SCRATCH,
+        pool_next: POOL,
+        n_delegated: 0,
+        rtts: [(0, 0); MAX_RTTS],
+        n_rtts: 0,
+        unprot: [0; MAX_UNPROT],
+        n_unprot: 0,
+        n_data: 0,
+        recs: [0; MAX_RECS],
+        runs: [0; MAX_RECS],
+        mpidrs: [0; MAX_RECS],
+        n_recs: 0,
+        rim: [0; 64],
+        exits: 0,
+        mmio: 0,
+        lazy: 0,
+        ripas_changes: 0,
+        host_calls: 0,
+        psci: 0,
+        irq_exits: 0,
+    };
+    let cpus = p.cpus.clamp(1, MAX_RECS as u64) as usize;
+
+    // ---- the image, as kvmtool loads `-k`
+    if p.image_size == 0 || p.image_size > IMAGE_MAX || p.dtb_size == 0 || p.dtb_size > FDT_MAX_SIZE {
+        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: bad image or DTB size"));
+    }
+    // SAFETY: the staging area was filled by QEMU's loader.
+    let img = unsafe { core::slice::from_raw_parts(IMAGE as *const u8, p.image_size as usize) };
+    let mut text_offset = 0x8_0000u64;
+    let mut hdr_size = 0u64;
+    if img.len() >= 64 && &img[56..60] == b"ARM\x64" && get64(img, 16) != 0 {
+        text_offset = get64(img, 8);
+        hdr_size = get64(img, 16);
+    }
+    let kern = RAM_IPA + text_offset;
+    let limit = RAM_IPA + mem.min(256 << 20) - 1;
+    let dtb = (limit - (FDT_MAX_SIZE + (2 << 20)) + (2 << 20) - 1) & !((2 << 20) - 1);
+    if kern % GRANULE != 0 || kern + p.image_size > limit || dtb < kern + p.image_size {
+        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: image does not fit below the DTB"));
+    }
+    let kern_footprint = kern + hdr_size.max(p.image_size);
+    log!(
+        "realm: {} MiB RAM at {:#x}, IPA width {} (shared bit {:#x}), image {:#x} ({} bytes), DTB {:#x} ({} bytes), {} REC(s)",
+        mem >> 20,
+        RAM_IPA,
+        ipa_bits,
+        h.shared,
+        kern,
+        p.image_size,
+        dtb,
+        p.dtb_size,
+        cpus
+    );
+
+    // ---- REALM_CREATE
+    let rd = h.granule();
+    h.rd = rd;
+    // Start level and concatenation as KVM sets up its stage 2 (at most 16
+    // concatenated tables at the start level).
+    let table_bits = ipa_bits - 12;
+    let mut levels = table_bits.div_ceil(9);
+    if table_bits - 9 * (levels - 1) <= 4 {
+        levels -= 1;
+    }
+    let sl = 4 - levels as u64;
+    let num_root = 1u64 << (table_bits - 9 * levels);
+    // Root RTTs: contiguous, aligned to their total size.
+    let align = num_root * GRANULE;
+    h.pool_next = (h.pool_next + align - 1) & !(align - 1);
+    let rtt_base = h.pool_next;
+    for _ in 0..num_root {
+        h.granule();
+    }
+    let rp = h.ns_page();
+    {
+        let b = page(rp);
+        put64(b, 0, 0); // flags0: no LPA2, SVE, PMU, DA
+        b[0x8] = ipa_bits as u8; // s2sz
+        b[0x18] = num_bps as u8;
+        b[0x20] = num_wps as u8;
+        b[0x30] = if algo == Algo::Sha512 { 1 } else { 0 };
+        let n = (p.rpv_len as usize).min(64);
+        b[0x400..0x400 + n].copy_from_slice(&p.rpv[..n]);
+        b[0x800..0x802].copy_from_slice(&1u16.to_le_bytes()); // VMID
+        put64(b, 0x808, rtt_base);
+        put64(b, 0x810, sl);
+        b[0x818..0x81c].copy_from_slice(&(num_root as u32).to_le_bytes());
+    }
+    let r = rmi::c2(rmi::REALM_CREATE, rd, rp);
+    if !r.ok() {
+        fail("REALM_CREATE", r);
+    }
+    {
+        // RIM init: the measured fields of RmiRealmParams.
+        let b = page(rp);
+        let mut m = [0u8; 0x1000];
+        m[0..8].copy_from_slice(&b[0..8]);
+        m[0x8..0x38].copy_from_slice(&b[0x8..0x38]);
+        h.rim = algo.hash(&m);
+    }
+    log!(
+        "REALM_CREATE: rd {:#x} s2sz {} num_bps {} num_wps {} hash {} RTT start level {} x{} at {:#x}",
+        rd,
+        ipa_bits,
+        num_bps,
+        num_wps,
+        algo.name(),
+        sl,
+        num_root,
+        rtt_base
+    );
+
+    // ---- RIPAS (RTT_INIT_RIPAS), then measured DATA granules, as kvmtool-cca
+    let up = |x: u64| (x + GRANULE - 1) & !(GRANULE - 1);
+    let kbase = kern & !(GRANULE - 1);
+    let (img_s, img_e, img_fp) = (kbase, up(kern + p.image_size), up(kern_footprint));
+    let (dtb_s, dtb_e) = (dtb, dtb + FDT_MAX_SIZE);
+    if p.flags & FLAG_RIPAS_IMAGE != 0 {
+        h.init_ripas(img_s, img_fp.min(ram_end));
+        h.init_ripas(dtb_s, dtb_e.min(ram_end));
+    } else {
+        h.init_ripas(RAM_IPA, ram_end);
+    }
+    let src = h.ns_page();
+    let mut a = img_s;
+    while a < img_e {
+        zero_page(src);
+        let off = a - kern;
+        let n = (p.image_size - off).min(GRANULE) as usize;
+        page(src)[..n].copy_from_slice(&img[off as usize..off as usize + n]);
+        h.data_create(a, src);
+        a += GRANULE;
+    }
+    // SAFETY: the loader wrote the DTB at DTB.
+    let dtb_blob = unsafe { core::slice::from_raw_parts(DTB as *const u8, p.dtb_size as usize) };
+    let mut a = dtb_s;
+    while a < dtb_e {
+        zero_page(src);
+        let off = (a - dtb) as usize;
+        if off < dtb_blob.len() {
+            let n = (dtb_blob.len() - off).min(GRANULE as usize);
+            page(src)[..n].copy_from_slice(&dtb_blob[off..off + n]);
+        }
+        h.data_create(a, src);
+        a += GRANULE;
+    }
+    if p.flags & FLAG_POPULATE_ALL != 0 {
+        // Eager population of the rest of RIPAS RAM (unmeasured).
+        let mut a = RAM_IPA;
+        while a < ram_end {
+            let in_blob = (img_s..img_e).contains(&a) || (dtb_s..dtb_e).contains(&a);
+            let ram = p.flags & FLAG_RIPAS_IMAGE == 0 || (img_s..img_fp).contains(&a);
+            if !in_blob && ram {
+                h.data_create_unknown(a);
+            }
+            a += GRANULE;
+        }
+    }
+
+    // ---- RECs
+    let aux = rmi::c1(rmi::REC_AUX_COUNT, rd);
+    if !aux.ok() {
+        fail("REC_AUX_COUNT", aux);
+    }
+    let naux = aux.0[1];
+    log!("REC_AUX_COUNT: {}", naux);
+    for i in 0..cpus {
+        let rec = h.granule();
+        let pp = h.ns_page();
+        {
+            let b = page(pp);
+            put64(b, 0, if i == 0 { 1 } else { 0 }); // flags: runnable
+            put64(b, 0x100, i as u64); // MPIDR Aff0
+            if i == 0 {
+                put64(b, 0x200, kern);
+                put64(b, 0x300, dtb);
+            }
+            put64(b, 0x800, naux);
+        }
+        for k in 0..naux as usize {
+            let g = h.granule();
+            put64(page(pp), 0x808 + 8 * k, g);
+        }
+        let r = rmi::c3(rmi::REC_CREATE, rd, rec, pp);
+        if !r.ok() {
+            fail("REC_CREATE", r);
+        }
+        rim_rec(algo, &mut h.rim, page(pp));
+        h.recs[i] = rec;
+        h.runs[i] = h.ns_page();
+        h.mpidrs[i] = i as u64;
+        h.n_recs += 1;
+    }
+    let r = rmi::c1(rmi::REALM_ACTIVATE, rd);
+    if !r.ok() {
+        fail("REALM_ACTIVATE", r);
+    }
+    let t1 = sys::now_ticks();
+    log!(
+        "realm activated: RIM {}:{} ({} granules delegated, {} RTTs, {} RMI calls, {} ms)",
+        algo.name(),
+        Hex(&h.rim[..algo.len()]),
+        h.n_delegated,
+        h.n_rtts,
+        // SAFETY: single CPU.
+        unsafe { rmi::CALLS },
+        (t1 - t0) * 1000 / freq
+    );
+    log!("entering REC 0 at {:#x}, x0={:#x}", kern, dtb);
+
+    let code = run(&mut h);
+    let t2 = sys::now_ticks();
+    log!(
+        "counters: exits={} mmio={} lazy-data={} ripas-changes={} host-calls={} psci={} irq-exits={} run-ms={}",
+        h.exits,
+        h.mmio,
+        h.lazy,
+        h.ripas_changes,
+        h.host_calls,
+        h.psci,
+        h.irq_exits,
+        (t2 - t1) * 1000 / freq
+    );
+    if p.flags & FLAG_NO_TEARDOWN == 0 {
+        teardown(&mut h);
+    }
+    log!("exit status {}", code);
+    sys::exit(code)
+}
+
+/// The REC_ENTER loop over the runnable RECs. Returns the exit status.
+fn run(h: &mut Host) -> u32 {
+    let mut runnable = [false; MAX_RECS];
+    runnable[0] = true;
+    let mut cur = 0usize;
+    let mut entry_flags = [0u64; MAX_RECS];
+    let mut entry_gprs = [[0u64; 31]; MAX_RECS];
+    loop {
+        let run = h.runs[cur];
+        {
+            let b = page(run);
+            b[..0x800].fill(0);
+            put64(b, 0, entry_flags[cur]);
+            for (i, v) in entry_gprs[cur].iter().enumerate() {
+                put64(b, 0x200 + 8 * i, *v);
+            }
+        }
+        entry_flags[cur] = 0;
+        entry_gprs[cur] = [0; 31];
+        let r = rmi::c2(rmi::REC_ENTER, h.recs[cur], run);
+        if !r.ok() {
+            fail("REC_ENTER", r);
+        }
+        h.exits += 1;
+        let b = page(run);
+        let reason = get64(b, 0x800);
+        let esr = get64(b, 0x900);
+        let far = get64(b, 0x908);
+        let hpfar = get64(b, 0x910);
+        let gpr = |i: usize| get64(b, 0xa00 + 8 * i);
+        match reason {
+            rmi::EXIT_SYNC => {
+                let ec = esr >> 26;
+                let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+                match ec {
+                    0x24 | 0x20 => {
+                        let page_ipa = (hpfar >> 4) << 12;
+                        if page_ipa & h.shared != 0 {
+                            let prot = page_ipa & !h.shared;
+                            if ec == 0x24 && esr & (1 << 24) != 0 && !(RAM_IPA..h.ram_end).contains(&prot) {
+                                let size = 1u64 << ((esr >> 22) & 3);
+                                let write = esr & (1 << 6) != 0;
+                                let v = mmio(h, ipa, write, gpr(0), size);
+                                entry_flags[cur] = rmi::ENTRY_EMUL_MMIO;
+                                entry_gprs[cur][0] = v;
+                            } else if (RAM_IPA..h.ram_end).contains(&prot) {
+                                // Shared memory: back the alias with an NS page.
+                                h.map_unprotected(page_ipa);
+                            } else {
+                                log!("guest: MMIO without syndrome at {:#x} (esr {:#x})", ipa, esr);
+                                return status::MMIO_NO_SYNDROME;
+                            }
+                        } else if (RAM_IPA..h.ram_end).contains(&page_ipa) {
+                            // Unassigned RIPAS RAM: populate lazily.
+                            h.data_create_unknown(page_ipa);
+                            h.lazy += 1;
+                        } else {
+                            log!("guest: abort at protected IPA {:#x} outside RAM (esr {:#x})", page_ipa, esr);
+                            return status::GUEST_EXCEPTION;
+                        }
+                    }
+                    0x01 => {} // WFI/WFE (only when trapped)
+                    _ => {
+                        log!("guest: unexpected sync exit esr {:#x} far {:#x} hpfar {:#x}", esr, far, hpfar);
+                        return status::GUEST_EXCEPTION;
+                    }
+                }
+            }
+            rmi::EXIT_IRQ | rmi::EXIT_FIQ => h.irq_exits += 1,
+            rmi::EXIT_SERROR => {
+                log!("guest: SError exit esr {:#x}", esr);
+                return status::GUEST_EXCEPTION;
+            }
+            rmi::EXIT_RIPAS_CHANGE => {
+                h.ripas_changes += 1;
+                let base = get64(b, 0xd00);
+                let top = get64(b, 0xd08);
+                let val = b[0xd10];
+                if h.trace() {
+                    log!("RIPAS change [{:#x}, {:#x}) -> {}", base, top, val);
+                }
+                if h.flags & FLAG_REJECT_RIPAS != 0 {
+                    entry_flags[cur] = rmi::ENTRY_RIPAS_REJECT;
+                } else {
+                    let mut a = base;
+                    let rec = h.recs[cur];
+                    while a < top {
+                        let r = h.with_rtts("RTT_SET_RIPAS", a, |h| rmi::c4(rmi::RTT_SET_RIPAS, h.rd, rec, a, top));
+                        a = r.0[1];
+                    }
+                }
+            }
+            rmi::EXIT_HOST_CALL => {
+                h.host_calls += 1;
+                let imm = get64(b, 0xe00) & 0xffff_ffff;
+                log!("guest: host call imm {:#x} x0={:#x} x1={:#x}", imm, gpr(0), gpr(1));
+                // RSI_HOST_CALL returns the gprs the host gives on entry:
+                // hand back the ones the realm passed, unchanged.
+                for (i, r) in entry_gprs[cur].iter_mut().enumerate() {
+                    *r = gpr(i);
+                }
+            }
+            rmi::EXIT_PSCI => {
+                h.psci += 1;
+                let fid = gpr(0);
+                match fid {
+                    PSCI_SYSTEM_OFF => {
+                        log!("guest: PSCI SYSTEM_OFF");
+                        return status::SYSTEM_OFF;
+                    }
+                    PSCI_SYSTEM_RESET => {
+                        log!("guest: PSCI SYSTEM_RESET");
+                        return status::SYSTEM_RESET;
+                    }
+                    PSCI_CPU_ON_64 | PSCI_CPU_ON_32 | PSCI_AFFINITY_INFO_64 | PSCI_AFFINITY_INFO_32 => {
+                        let target = gpr(1);
+                        match (0..h.n_recs).find(|&i| h.mpidrs[i] == target & 0xff_00ff_ffff) {
+                            Some(t) => {
+                                let r = rmi::c3(rmi::PSCI_COMPLETE, h.recs[cur], h.recs[t], 0);
+                                if !r.ok() {
+                                    fail("PSCI_COMPLETE", r);
+                                }
+                                if fid == PSCI_CPU_ON_64 || fid == PSCI_CPU_ON_32 {
+                                    runnable[t] = true;
+                                }
+                            }
+                            None => log!("guest: PSCI {:#x} for unknown MPIDR {:#x}", fid, target),
+                        }
+                    }
+                    PSCI_CPU_OFF => {
+                        runnable[cur] = false;
+                    }
+                    _ => {
+                        if h.trace() {
+                            log!("guest: PSCI exit {:#x}", fid);
+                        }
+                    }
+                }
+            }
+            _ => {
+                log!("guest: unknown exit reason {}", reason);
+                return status::GUEST_EXCEPTION;
+            }
+        }
+        // Round-robin over runnable RECs (one physical CPU).
+        let mut n = cur;
+        for _ in 0..h.n_recs {
+            n = (n + 1) % h.n_recs;
+            if runnable[n] {
+                break;
+            }
+        }
+        if !runnable[n] {
+            log!("guest: no runnable REC left");
+            return status::GUEST_EXCEPTION;
+        }
+        cur = n;
+    }
+}
+
+/// Destroys the realm and undelegates every granule.
+fn teardown(h: &mut Host) {
+    let mut errors = 0u64;
+    for i in 0..h.n_recs {
+        let r = rmi::c1(rmi::REC_DESTROY, h.recs[i]);
+        if !r.ok() {
+            errors += 1;
+            log!("teardown: REC_DESTROY {:#x}: status {}", h.recs[i], r.status());
+        }
+    }
+    for i in 0..h.n_unprot {
+        let r = rmi::c3(rmi::RTT_UNMAP_UNPROTECTED, h.rd, h.unprot[i], 3);
+        if !r.ok() {
+            errors += 1;
+        }
+    }
+    for i in 0..h.n_data {
+        let ipa = data_ipas()[i];
+        let r = rmi::c2(rmi::DATA_DESTROY, h.rd, ipa);
+        if !r.ok() {
+            errors += 1;
+            if errors < 8 {
+                log!("teardown: DATA_DESTROY {:#x}: status {} index {}", ipa, r.status(), r.index());
+            }
+        }
+    }
+    // Deepest RTTs first.
+    for level in [3u64, 2, 1] {
+        for i in (0..h.n_rtts).rev() {
+            let (ipa, l) = h.rtts[i];
+            if l != level {
+                continue;
+            }
+            let r = rmi::c3(rmi::RTT_DESTROY, h.rd, ipa, l);
+            if !r.ok() {
+                errors += 1;
+                if errors < 8 {
+                    log!("teardown: RTT_DESTROY {:#x} L{}: status {} index {}", ipa, l, r.status(), r.index());
+                }
+            }
+        }
+    }
+    let r = rmi::c1(rmi::REALM_DESTROY, h.rd);
+    if !r.ok() {
+        errors += 1;
+        log!("teardown: REALM_DESTROY: status {} index {}", r.status(), r.index());
+    }
+    let mut undelegated = 0;
+    for i in 0..h.n_delegated {
+        let g = delegated()[i];
+        let r = rmi::c1(rmi::GRANULE_UNDELEGATE, g);
+        if r.ok() {
+            undelegated += 1;
+        } else {
+            errors += 1;
+        }
+    }
+    log!(
+        "teardown: {} of {} granules undelegated, {} errors",
+        undelegated,
+        h.n_delegated,
+        errors
+    );
+}

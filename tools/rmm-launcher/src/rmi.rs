@@ -1,0 +1,127 @@
+//! RMI v1.0 calls to TF-RMM (SMC64 fast calls 0xC4000150 + n), as in TF-RMM
+//! v0.8.0 lib/smc/include/smc-rmi.h.
+
+pub const VERSION: u64 = 0xC400_0150;
+pub const GRANULE_DELEGATE: u64 = 0xC400_0151;
+pub const GRANULE_UNDELEGATE: u64 = 0xC400_0152;
+pub const DATA_CREATE: u64 = 0xC400_0153;
+pub const DATA_CREATE_UNKNOWN: u64 = 0xC400_0154;
+pub const DATA_DESTROY: u64 = 0xC400_0155;
+pub const REALM_ACTIVATE: u64 = 0xC400_0157;
+pub const REALM_CREATE: u64 = 0xC400_0158;
+pub const REALM_DESTROY: u64 = 0xC400_0159;
+pub const REC_CREATE: u64 = 0xC400_015A;
+pub const REC_DESTROY: u64 = 0xC400_015B;
+pub const REC_ENTER: u64 = 0xC400_015C;
+pub const RTT_CREATE: u64 = 0xC400_015D;
+pub const RTT_DESTROY: u64 = 0xC400_015E;
+pub const RTT_MAP_UNPROTECTED: u64 = 0xC400_015F;
+pub const RTT_READ_ENTRY: u64 = 0xC400_0161;
+pub const RTT_UNMAP_UNPROTECTED: u64 = 0xC400_0162;
+pub const PSCI_COMPLETE: u64 = 0xC400_0164;
+pub const FEATURES: u64 = 0xC400_0165;
+pub const REC_AUX_COUNT: u64 = 0xC400_0167;
+pub const RTT_INIT_RIPAS: u64 = 0xC400_0168;
+pub const RTT_SET_RIPAS: u64 = 0xC400_0169;
+
+pub const SUCCESS: u64 = 0;
+pub const ERROR_INPUT: u64 = 1;
+pub const ERROR_RTT: u64 = 4;
+
+pub const MEASURE_CONTENT: u64 = 1;
+
+pub const EXIT_SYNC: u64 = 0;
+pub const EXIT_IRQ: u64 = 1;
+pub const EXIT_FIQ: u64 = 2;
+pub const EXIT_PSCI: u64 = 3;
+pub const EXIT_RIPAS_CHANGE: u64 = 4;
+pub const EXIT_HOST_CALL: u64 = 5;
+pub const EXIT_SERROR: u64 = 6;
+
+pub const ENTRY_EMUL_MMIO: u64 = 1 << 0;
+pub const ENTRY_INJECT_SEA: u64 = 1 << 1;
+pub const ENTRY_RIPAS_REJECT: u64 = 1 << 4;
+
+pub fn name(fid: u64) -> &'static str {
+    match fid {
+        VERSION => "VERSION",
+        GRANULE_DELEGATE => "GRANULE_DELEGATE",
+        GRANULE_UNDELEGATE => "GRANULE_UNDELEGATE",
+        DATA_CREATE => "DATA_CREATE",
+        DATA_CREATE_UNKNOWN => "DATA_CREATE_UNKNOWN",
+        DATA_DESTROY => "DATA_DESTROY",
+        REALM_ACTIVATE => "REALM_ACTIVATE",
+        REALM_CREATE => "REALM_CREATE",
+        REALM_DESTROY => "REALM_DESTROY",
+        REC_CREATE => "REC_CREATE",
+        REC_DESTROY => "REC_DESTROY",
+        REC_ENTER => "REC_ENTER",
+        RTT_CREATE => "RTT_CREATE",
+        RTT_DESTROY => "RTT_DESTROY",
+        RTT_MAP_UNPROTECTED => "RTT_MAP_UNPROTECTED",
+        RTT_READ_ENTRY => "RTT_READ_ENTRY",
+        RTT_UNMAP_UNPROTECTED => "RTT_UNMAP_UNPROTECTED",
+        PSCI_COMPLETE => "PSCI_COMPLETE",
+        FEATURES => "FEATURES",
+        REC_AUX_COUNT => "REC_AUX_COUNT",
+        RTT_INIT_RIPAS => "RTT_INIT_RIPAS",
+        RTT_SET_RIPAS => "RTT_SET_RIPAS",
+        _ => "?",
+    }
+}
+
+/// x0..x4 after the call.
+#[derive(Clone, Copy, Debug)]
+pub struct Ret(pub [u64; 5]);
+
+impl Ret {
+    pub fn status(&self) -> u64 {
+        self.0[0] & 0xff
+    }
+    pub fn index(&self) -> u64 {
+        (self.0[0] >> 8) & 0xff
+    }
+    pub fn ok(&self) -> bool {
+        self.0[0] == SUCCESS
+    }
+}
+
+pub static mut CALLS: u64 = 0;
+
+pub fn call(fid: u64, a: [u64; 6]) -> Ret {
+    let (mut x0, mut x1, mut x2, mut x3, mut x4) = (fid, a[0], a[1], a[2], a[3]);
+    // SAFETY: an SMC to EL3, forwarded to the RMM. The RMM reads and writes
+    // only granules the arguments name (delegated ones, or NS parameter
+    // pages this launcher owns). x5..x17 may be clobbered (SMCCC).
+    unsafe {
+        CALLS += 1;
+        core::arch::asm!(
+            "smc #0",
+            inout("x0") x0, inout("x1") x1, inout("x2") x2, inout("x3") x3, inout("x4") x4,
+            inout("x5") a[4] => _, inout("x6") a[5] => _,
+            out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+            out("x12") _, out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+            options(nostack)
+        );
+    }
+    Ret([x0, x1, x2, x3, x4])
+}
+
+pub fn c0(fid: u64) -> Ret {
+    call(fid, [0; 6])
+}
+pub fn c1(fid: u64, a: u64) -> Ret {
+    call(fid, [a, 0, 0, 0, 0, 0])
+}
+pub fn c2(fid: u64, a: u64, b: u64) -> Ret {
+    call(fid, [a, b, 0, 0, 0, 0])
+}
+pub fn c3(fid: u64, a: u64, b: u64, c: u64) -> Ret {
+    call(fid, [a, b, c, 0, 0, 0])
+}
+pub fn c4(fid: u64, a: u64, b: u64, c: u64, d: u64) -> Ret {
+    call(fid, [a, b, c, d, 0, 0])
+}
+pub fn c5(fid: u64, a: u64, b: u64, c: u64, d: u64, e: u64) -> Ret {
+    call(fid, [a, b, c, d, e, 0])
+}
