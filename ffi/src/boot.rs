@@ -288,10 +288,15 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
     // IPS = 48 bits as Unikraft's paging code expects (a larger IPS than the CPU
     // implements behaves as the implemented size).
     let tcr = pagetable::tcr_el1(5);
-    let (start, end) = image.extent().map_or((0, 0), |e| (e.start, e.end));
+    // Only the writable segment was written with caches off (see entry.S).
+    let (start, end) = image
+        .segments
+        .iter()
+        .find(|s| s.flags.contains(RegionFlags::WRITE))
+        .map_or((0, 0), |s| (s.range.start, s.range.end));
     // SAFETY: the tables identity-map the image (text executable), the stack and the
-    // devices, so execution continues at the same addresses. Lines over the image are
-    // invalidated first: everything was written with caches off.
+    // devices, so execution continues at the same addresses. Lines over what we
+    // wrote with caches off are invalidated first.
     unsafe {
         plat_dcache_inval(start, end);
         asm!(

@@ -256,9 +256,27 @@ impl<'a> Node<'a> {
         fdt::status_enabled(self.status)
     }
 
-    fn compatible_with(&self, want: &str) -> bool {
-        self.compatible
-            .is_some_and(|v| fdt::strlist_contains(v, want))
+    /// What the node is, from its `compatible` list, in one pass over it.
+    fn kind(&self) -> Kind {
+        let Some(v) = self.compatible else {
+            return Kind::Other;
+        };
+        // An unterminated list matches nothing (as `strlist_contains`).
+        let Some((&0, list)) = v.split_last() else {
+            return Kind::Other;
+        };
+        for c in list.split(|&b| b == 0) {
+            let k = match c {
+                b"arm,psci-1.0" | b"arm,psci-0.2" | b"arm,psci" => Kind::Psci,
+                b"arm,gic-v3" => Kind::GicV3,
+                b"arm,cortex-a15-gic" | b"arm,gic-400" | b"arm,cortex-a9-gic" => Kind::GicV2,
+                b"ns16550a" | b"ns16550" => Kind::Uart(UartKind::Ns16550),
+                b"arm,pl011" => Kind::Uart(UartKind::Pl011),
+                _ => continue,
+            };
+            return k;
+        }
+        Kind::Other
     }
 
     fn is_memory(&self) -> bool {
@@ -273,6 +291,16 @@ impl<'a> Node<'a> {
     fn regs(&self, cells: Cells) -> Result<Option<fdt::RegIter<'a>>, DtError> {
         self.reg.map(|v| fdt::reg(v, cells)).transpose()
     }
+}
+
+/// The device classes the platform itself drives or needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Psci,
+    GicV2,
+    GicV3,
+    Uart(UartKind),
+    Other,
 }
 
 /// What a parent is to its children, for the grandchildren we read.
@@ -336,11 +364,8 @@ impl<'a> Walk<'a> {
             }
             return Ok(Parent::Other);
         }
-        if self.psci.is_none()
-            && (n.compatible_with("arm,psci-1.0")
-                || n.compatible_with("arm,psci-0.2")
-                || n.compatible_with("arm,psci"))
-        {
+        let kind = n.kind();
+        if self.psci.is_none() && kind == Kind::Psci {
             self.psci = match n.method.map(fdt::value_str).transpose()? {
                 Some("hvc") => Some(Conduit::Hvc),
                 Some("smc") => Some(Conduit::Smc),
@@ -348,9 +373,11 @@ impl<'a> Walk<'a> {
             };
         }
         if self.gic.is_none() {
-            self.gic = gic(n, cells)?;
+            self.gic = gic(n, kind, cells)?;
         }
-        if let Some(u) = uart_desc(n, cells) {
+        if let Kind::Uart(uk) = kind
+            && let Some(u) = uart_desc(n, uk, cells)
+        {
             // More UARTs than we remember are simply not candidates.
             let _ = self.uarts.push((n.name, u));
         }
@@ -612,14 +639,7 @@ fn parse_initrd(chosen: &Node<'_>) -> Result<Option<MemRange>, BootInfoError> {
 }
 
 /// A UART description from a root child; `None` when it is not a usable supported UART.
-fn uart_desc(n: &Node<'_>, cells: Cells) -> Option<UartDesc> {
-    let kind = if n.compatible_with("ns16550a") || n.compatible_with("ns16550") {
-        UartKind::Ns16550
-    } else if n.compatible_with("arm,pl011") {
-        UartKind::Pl011
-    } else {
-        return None;
-    };
+fn uart_desc(n: &Node<'_>, kind: UartKind, cells: Cells) -> Option<UartDesc> {
     let (base, size) = n.regs(cells).ok()??.next()?;
     MemRange::from_base_len(base, size)?;
     let reg_shift = n
@@ -676,14 +696,12 @@ fn console_from_stdout_path(chosen: &Node<'_>, w: &Walk<'_>) -> Option<UartDesc>
         .map(|(_, u)| u)
 }
 
-fn gic(n: &Node<'_>, cells: Cells) -> Result<Option<GicDesc>, BootInfoError> {
-    let v3 = n.compatible_with("arm,gic-v3");
-    let v2 = ["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"]
-        .iter()
-        .any(|c| n.compatible_with(c));
-    if !(v2 || v3) {
-        return Ok(None);
-    }
+fn gic(n: &Node<'_>, kind: Kind, cells: Cells) -> Result<Option<GicDesc>, BootInfoError> {
+    let v3 = match kind {
+        Kind::GicV3 => true,
+        Kind::GicV2 => false,
+        _ => return Ok(None),
+    };
     let Some(mut regs) = n.regs(cells)? else {
         return Ok(None);
     };

@@ -112,9 +112,13 @@ _libkvmplat_entry:
 	bl	plat_realm_probe
 	mov	x21, x0
 
-	/* Drop any cache line over the image: we are about to write with caches off. */
-	ldr	x0, =_plat_image_start
-	ldr	x1, =_plat_image_end
+	/*
+	 * Drop any cache line over the writable part of the image (data, .bss,
+	 * stacks, page tables): we are about to write it with caches off. Text and
+	 * rodata are only read, so a clean line there holds what memory holds.
+	 */
+	ldr	x0, =_tls_start
+	ldr	x1, =_end
 	bl	plat_dcache_inval
 
 	/* FP/SIMD stays trapped unless the build enables it (plat_boot does). */
