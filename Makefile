@@ -5,6 +5,7 @@
 # Build products go to target/ (cargo) and build/ (images).
 
 CARGO      ?= cargo
+comma      := ,
 TARGET     := aarch64-unknown-none-softfloat
 BUILD      := $(CURDIR)/build
 export CARGO_TERM_COLOR ?= never
@@ -13,7 +14,7 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude -Wno-unused-function
 
-.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness header-check clean
+.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test
 
 all: staticlib
 
@@ -73,32 +74,63 @@ e2e-test: $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.im
 	tests/e2e/run-kvmtool-tests $(BUILD)
 	tests/e2e/run-realm-tests $(BUILD)
 
-# make run [VMM=qemu|kvmtool] [REALM=1] [MEM=MiB] [CPUS=N] [CMDLINE=...]
-# Boots the conformance harness (tests/harness, NOT Unikraft). VMM=kvmtool uses the
+# make run [VMM=qemu|kvmtool] [REALM=1] [MEM=MiB] [CPUS=N] [CMDLINE=...] [GIC=2|3]
+#          [UK_ROOT=/path/to/unikraft-0.17] [LKVM=/path/to/lkvm]
+# With UK_ROOT: builds and boots the real Unikraft 0.17 app-helloworld
+# (app-helloworld/, this platform as P=, the tree's plat/kvm as E=). Without it:
+# the conformance harness (tests/harness, NOT Unikraft). VMM=kvmtool runs on real
+# kvmtool when LKVM names an lkvm binary (an arm64 KVM host), otherwise on the
 # machine model in tests/vmm-model (no arm64 KVM host needed).
 VMM  ?= qemu
 MEM  ?= $(if $(filter kvmtool,$(VMM)),64,128)
 CPUS ?= 1
+UK_ROOT ?=
+LKVM ?=
+GIC  ?=
+RUN_IMG = $(if $(UK_ROOT),$(BUILD)/uk/$(VMM)$(if $(REALM),-realm)/helloworld_$(VMM)-arm64,$(BUILD)/harness-$(VMM)$(if $(REALM),-realm)/hello.img)
 run:
-ifeq ($(VMM),qemu)
-	$(MAKE) --no-print-directory $(BUILD)/harness-qemu/hello.img
-	qemu-system-aarch64 -M virt -cpu max -m $(MEM) -smp $(CPUS) -nographic -no-reboot \
-		-kernel $(BUILD)/harness-qemu/hello.img $(if $(CMDLINE),-append "$(CMDLINE)")
-else ifeq ($(VMM),kvmtool)
-	$(MAKE) --no-print-directory $(BUILD)/harness-kvmtool$(if $(REALM),-realm)/hello.img
-	tests/vmm-model/run $(BUILD)/harness-kvmtool$(if $(REALM),-realm)/hello.img --mem $(MEM) \
-		--cpus $(CPUS) $(if $(REALM),--mode realm) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
-else
+ifeq ($(filter qemu kvmtool,$(VMM)),)
 	@echo "make run: VMM must be qemu or kvmtool" >&2; exit 2
 endif
+ifneq ($(UK_ROOT),)
+	$(MAKE) --no-print-directory -C app-helloworld UK_ROOT=$(UK_ROOT) VMM=$(VMM) \
+		$(if $(REALM),REALM=1) OUT=$(BUILD)/uk
+else
+	$(MAKE) --no-print-directory $(RUN_IMG)
+endif
+ifeq ($(VMM),qemu)
+	qemu-system-aarch64 -M virt$(if $(GIC),$(comma)gic-version=$(GIC)) -cpu max -m $(MEM) \
+		-smp $(CPUS) -nographic -no-reboot \
+		-kernel $(RUN_IMG) $(if $(CMDLINE),-append "$(CMDLINE)")
+else ifneq ($(LKVM),)
+	$(LKVM) run --nodefaults -k $(RUN_IMG) -m $(MEM) -c $(CPUS) --console serial \
+		$(if $(REALM),--realm) $(if $(CMDLINE),-p "$(CMDLINE)")
+else
+	tests/vmm-model/run $(RUN_IMG) --mem $(MEM) \
+		--cpus $(CPUS) $(if $(REALM),--mode realm) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+endif
 
-test: lint staticlib host-test header-check vmm-model-test e2e-test
+# Unikraft 0.17 app-helloworld with this platform, built and booted (local only:
+# CI has no Unikraft tree).
+uk-test:
+ifneq ($(UK_ROOT),)
+	tests/e2e/run-uk-tests $(UK_ROOT) $(BUILD)
+else
+	@echo "SKIPPED: Unikraft 0.17 app-helloworld tests (set UK_ROOT to a RELEASE-0.17.0 tree)"
+endif
+
+test: lint staticlib host-test header-check vmm-model-test e2e-test uk-test
 	@echo "make test: all passed"
 
 bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img
 	$(CARGO) run -q --release -p plat-tests --bin bench-console
 	tests/bench/boot-icount $(BUILD)
 	tests/bench/realm-icount $(BUILD)
+ifneq ($(UK_ROOT),)
+	tests/bench/uk-compare $(UK_ROOT) $(BUILD)
+else
+	@echo "SKIPPED: Unikraft 0.17 comparison (set UK_ROOT to a RELEASE-0.17.0 tree)"
+endif
 
 clean:
 	$(CARGO) clean
