@@ -680,9 +680,27 @@ extern "C" fn rust_main() -> ! {
         unsafe { rmi::CALLS },
         (t1 - t0) * 1000 / freq
     );
+    if h.trace() {
+        sys::arm_preempt_timer(100);
+        let t = sys::now_ticks();
+        while sys::now_ticks() - t < 1000 {}
+        // SAFETY: GICR SGI frame of CPU 0, Device memory.
+        let pend = unsafe { core::ptr::read_volatile((0x080b_0000 + 0x200) as *const u32) };
+        log!(
+            "preempt timer check: CNTHP_CTL {:#x} ISR_EL1 {:#x} GICR_ISPENDR0 {:#x} GICD_CTLR {:#x} ICC_SRE_EL2 {:#x}",
+            mrs!("cnthp_ctl_el2"),
+            mrs!("isr_el1"),
+            pend,
+            // SAFETY: GICD, Device memory.
+            unsafe { core::ptr::read_volatile(0x0800_0000 as *const u32) },
+            mrs!("icc_sre_el2")
+        );
+        sys::disarm_preempt_timer();
+    }
     log!("entering REC 0 at {:#x}, x0={:#x}", kern, dtb);
 
     let code = run(&mut h);
+    sys::disarm_preempt_timer();
     let t2 = sys::now_ticks();
     log!(
         "counters: exits={} mmio={} lazy-data={} ripas-changes={} host-calls={} psci={} irq-exits={} run-ms={}",
@@ -709,8 +727,20 @@ fn run(h: &mut Host) -> u32 {
     let mut cur = 0usize;
     let mut entry_flags = [0u64; MAX_RECS];
     let mut entry_gprs = [[0u64; 31]; MAX_RECS];
+    let slice = mrs!("cntfrq_el0") / 100; // 10 ms time slices between RECs
+    let mut slice_start = sys::now_ticks();
+    let mut yield_now = false;
     loop {
         let run = h.runs[cur];
+        let others = (0..h.n_recs).any(|i| i != cur && runnable[i]);
+        if others {
+            // Preempt through the EL2 physical timer (an NS interrupt makes
+            // the RMM exit the REC), and trap WFI/WFE to switch RECs.
+            sys::arm_preempt_timer(slice);
+            entry_flags[cur] |= rmi::ENTRY_TRAP_WFI | rmi::ENTRY_TRAP_WFE;
+        } else {
+            sys::disarm_preempt_timer();
+        }
         {
             let b = page(run);
             b[..0x800].fill(0);
@@ -763,14 +793,19 @@ fn run(h: &mut Host) -> u32 {
                             return status::GUEST_EXCEPTION;
                         }
                     }
-                    0x01 => {} // WFI/WFE (only when trapped)
+                    0x01 => yield_now = true, // WFI/WFE (trapped when other RECs run)
                     _ => {
                         log!("guest: unexpected sync exit esr {:#x} far {:#x} hpfar {:#x}", esr, far, hpfar);
                         return status::GUEST_EXCEPTION;
                     }
                 }
             }
-            rmi::EXIT_IRQ | rmi::EXIT_FIQ => h.irq_exits += 1,
+            rmi::EXIT_IRQ | rmi::EXIT_FIQ => {
+                h.irq_exits += 1;
+                if h.trace() && h.irq_exits < 20 {
+                    log!("REC {} exit: {}", cur, if reason == rmi::EXIT_IRQ { "IRQ" } else { "FIQ" });
+                }
+            }
             rmi::EXIT_SERROR => {
                 log!("guest: SError exit esr {:#x}", esr);
                 return status::GUEST_EXCEPTION;
@@ -834,11 +869,11 @@ fn run(h: &mut Host) -> u32 {
                     PSCI_CPU_OFF => {
                         runnable[cur] = false;
                     }
-                    _ => {
-                        if h.trace() {
-                            log!("guest: PSCI exit {:#x}", fid);
-                        }
-                    }
+                    0x8400_0001 | 0xc400_0001 => yield_now = true, // CPU_SUSPEND
+                    _ => {}
+                }
+                if h.trace() {
+                    log!("REC {} PSCI exit {:#x} x1={:#x}", cur, fid, gpr(1));
                 }
             }
             _ => {
@@ -846,7 +881,14 @@ fn run(h: &mut Host) -> u32 {
                 return status::GUEST_EXCEPTION;
             }
         }
-        // Round-robin over runnable RECs (one physical CPU).
+        // Round-robin over runnable RECs (one physical CPU): switch when the
+        // REC waits, stops, or has used its time slice.
+        let now = sys::now_ticks();
+        if !(yield_now || !runnable[cur] || now - slice_start >= slice) {
+            continue;
+        }
+        yield_now = false;
+        slice_start = now;
         let mut n = cur;
         for _ in 0..h.n_recs {
             n = (n + 1) % h.n_recs;
@@ -857,6 +899,9 @@ fn run(h: &mut Host) -> u32 {
         if !runnable[n] {
             log!("guest: no runnable REC left");
             return status::GUEST_EXCEPTION;
+        }
+        if h.trace() && n != cur {
+            log!("schedule: REC {} -> REC {}", cur, n);
         }
         cur = n;
     }

@@ -40,6 +40,8 @@ pub const EXIT_SERROR: u64 = 6;
 
 pub const ENTRY_EMUL_MMIO: u64 = 1 << 0;
 pub const ENTRY_INJECT_SEA: u64 = 1 << 1;
+pub const ENTRY_TRAP_WFI: u64 = 1 << 2;
+pub const ENTRY_TRAP_WFE: u64 = 1 << 3;
 pub const ENTRY_RIPAS_REJECT: u64 = 1 << 4;
 
 pub fn name(fid: u64) -> &'static str {

@@ -122,3 +122,44 @@ pub fn now_ticks() -> u64 {
     isb();
     mrs!("cntpct_el0")
 }
+
+// ---------------------------------------------------------------- preemption
+const GICR_SGI: usize = 0x080a_0000 + 0x1_0000; // CPU 0's SGI/PPI frame (QEMU virt)
+const HYP_TIMER_PPI: u32 = 26;
+static mut TIMER_READY: bool = false;
+
+/// Arms the EL2 physical timer (PPI 26, NS Group 1) to fire in `ticks`. The
+/// launcher keeps IRQs masked: the pending interrupt only makes the RMM exit
+/// the running REC (RMI_EXIT_IRQ/FIQ).
+pub fn arm_preempt_timer(ticks: u64) {
+    // SAFETY: single CPU; GICR of CPU 0 mapped as Device.
+    unsafe {
+        if !TIMER_READY {
+            let w = |off: usize, v: u32| core::ptr::write_volatile((GICR_SGI + off) as *mut u32, v);
+            let r = |off: usize| core::ptr::read_volatile((GICR_SGI + off) as *const u32);
+            w(0x80, r(0x80) | (1 << HYP_TIMER_PPI)); // IGROUPR0: Group 1 NS
+            let pri = (GICR_SGI + 0x400 + HYP_TIMER_PPI as usize) as *mut u8;
+            core::ptr::write_volatile(pri, 0x80);
+            w(0x100, 1 << HYP_TIMER_PPI); // ISENABLER0
+            // TF-A leaves Group 1 NS disabled in the distributor (the NS OS
+            // enables it): GICD_CTLR (NS view) EnableGrp1A, then wait for RWP.
+            let gicd = 0x0800_0000 as *mut u32;
+            core::ptr::write_volatile(gicd, core::ptr::read_volatile(gicd) | 0x2);
+            while core::ptr::read_volatile(gicd) & (1 << 31) != 0 {}
+            msr!("icc_sre_el2", mrs!("icc_sre_el2") | 0x9); // SRE | Enable
+            isb();
+            msr!("icc_pmr_el1", 0xff);
+            msr!("icc_igrpen1_el1", 1);
+            isb();
+            TIMER_READY = true;
+        }
+    }
+    msr!("cnthp_tval_el2", ticks);
+    msr!("cnthp_ctl_el2", 1);
+    isb();
+}
+
+pub fn disarm_preempt_timer() {
+    msr!("cnthp_ctl_el2", 0);
+    isb();
+}
