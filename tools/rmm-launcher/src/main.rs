@@ -659,7 +659,10 @@ extern "C" fn rust_main() -> ! {
         if !r.ok() {
             fail("REC_CREATE", r);
         }
-        rim_rec(algo, &mut h.rim, page(pp));
+        if i == 0 {
+            // TF-RMM measures only runnable RECs (rec.c, smc_rec_create).
+            rim_rec(algo, &mut h.rim, page(pp));
+        }
         h.recs[i] = rec;
         h.runs[i] = h.ns_page();
         h.mpidrs[i] = i as u64;
