@@ -104,7 +104,7 @@ SECTIONS
 		KEEP(*(.plat_noinit.pt_pool))
 		*(.plat_noinit)
 		*(.plat_noinit.*)
-	}
+	} :data	/* else no PT_LOAD has it: no KERNEL region, unmapped with PAGING */
 	. = ALIGN(__PAGE_SIZE);
 	_end = .;
 
