@@ -1,7 +1,7 @@
 # plat-kvm-arm-rs: the project's verbs.
 #   make test    everything CI runs
 #   make bench   print the benchmark figures
-#   make run     boot hello world  [VMM=qemu|kvmtool] [REALM=1] [UK_ROOT=...]
+#   make run     boot hello world  [VMM=qemu|kvmtool|rmm-qemu] [REALM=1] [UK_ROOT=...]
 # Build products go to target/ (cargo) and build/ (images).
 
 CARGO      ?= cargo
@@ -14,7 +14,7 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude -Wno-unused-function
 
-.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test
+.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
 
 all: staticlib
 
@@ -80,21 +80,25 @@ e2e-test: $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.im
 # (app-helloworld/, this platform as P=, the tree's plat/kvm as E=). Without it:
 # the conformance harness (tests/harness, NOT Unikraft). VMM=kvmtool runs on real
 # kvmtool when LKVM names an lkvm binary (an arm64 KVM host), otherwise on the
-# machine model in tests/vmm-model (no arm64 KVM host needed).
+# machine model in tests/vmm-model (no arm64 KVM host needed). VMM=rmm-qemu boots the
+# kvmtool realm image in a realm under the real TF-RMM: QEMU with RME_FIRMWARE (TF-A +
+# TF-RMM, built by the user) and tools/rmm-launcher as BL33 (see its README).
 VMM  ?= qemu
 MEM  ?= $(if $(filter kvmtool,$(VMM)),64,128)
 CPUS ?= 1
 UK_ROOT ?=
 LKVM ?=
 GIC  ?=
-RUN_IMG = $(if $(UK_ROOT),$(BUILD)/uk/$(VMM)$(if $(REALM),-realm)/helloworld_$(VMM)-arm64,$(BUILD)/harness-$(VMM)$(if $(REALM),-realm)/hello.img)
+RUN_VMM = $(if $(filter rmm-qemu,$(VMM)),kvmtool,$(VMM))
+RUN_REALM = $(if $(filter rmm-qemu,$(VMM)),1,$(REALM))
+RUN_IMG = $(if $(UK_ROOT),$(BUILD)/uk/$(RUN_VMM)$(if $(RUN_REALM),-realm)/helloworld_$(RUN_VMM)-arm64,$(BUILD)/harness-$(RUN_VMM)$(if $(RUN_REALM),-realm)/hello.img)
 run:
-ifeq ($(filter qemu kvmtool,$(VMM)),)
-	@echo "make run: VMM must be qemu or kvmtool" >&2; exit 2
+ifeq ($(filter qemu kvmtool rmm-qemu,$(VMM)),)
+	@echo "make run: VMM must be qemu, kvmtool or rmm-qemu" >&2; exit 2
 endif
 ifneq ($(UK_ROOT),)
-	$(MAKE) --no-print-directory -C app-helloworld UK_ROOT=$(UK_ROOT) VMM=$(VMM) \
-		$(if $(REALM),REALM=1) OUT=$(BUILD)/uk
+	$(MAKE) --no-print-directory -C app-helloworld UK_ROOT=$(UK_ROOT) VMM=$(RUN_VMM) \
+		$(if $(RUN_REALM),REALM=1) OUT=$(BUILD)/uk
 else
 	$(MAKE) --no-print-directory $(RUN_IMG)
 endif
@@ -102,6 +106,9 @@ ifeq ($(VMM),qemu)
 	qemu-system-aarch64 -M virt$(if $(GIC),$(comma)gic-version=$(GIC)) -cpu max -m $(MEM) \
 		-smp $(CPUS) -nographic -no-reboot \
 		-kernel $(RUN_IMG) $(if $(CMDLINE),-append "$(CMDLINE)")
+else ifeq ($(VMM),rmm-qemu)
+	tools/rmm-launcher/run $(RUN_IMG) --mem $(MEM) --cpus $(CPUS) \
+		$(if $(CMDLINE),--cmdline "$(CMDLINE)") $(if $(RME_FIRMWARE),--firmware $(RME_FIRMWARE))
 else ifneq ($(LKVM),)
 	$(LKVM) run --nodefaults -k $(RUN_IMG) -m $(MEM) -c $(CPUS) --console serial \
 		$(if $(REALM),--realm) $(if $(CMDLINE),-p "$(CMDLINE)")
@@ -119,7 +126,12 @@ else
 	@echo "SKIPPED: Unikraft 0.17 app-helloworld tests (set UK_ROOT to a RELEASE-0.17.0 tree)"
 endif
 
-test: lint staticlib host-test header-check vmm-model-test e2e-test uk-test
+# Differential tests of realm images: machine model vs the real TF-RMM (needs
+# RME_FIRMWARE; prints SKIPPED without it).
+rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img
+	tools/rmm-launcher/run-tests $(BUILD)
+
+test: lint staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test
 	@echo "make test: all passed"
 
 bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img
