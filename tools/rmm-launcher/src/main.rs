@@ -7,6 +7,7 @@
 
 mod rmi;
 #[path = "../../../tests/vmm-model/common/sha256.rs"]
+#[allow(dead_code)]
 mod sha256;
 #[path = "../../../tests/vmm-model/common/sha512.rs"]
 #[allow(dead_code)]
@@ -93,7 +94,10 @@ extern "C" fn rust_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: {info}"))
+    stop(
+        status::LAUNCHER_ERROR,
+        format_args!("LAUNCHER ERROR: {info}"),
+    )
 }
 
 fn fail(what: &str, r: rmi::Ret) -> ! {
@@ -117,7 +121,6 @@ const MAX_RECS: usize = 8;
 struct Host {
     rd: u64,
     algo: Algo,
-    ipa_bits: u32,
     shared: u64,
     ram_end: u64,
     flags: u64,
@@ -186,7 +189,10 @@ impl Host {
 
     fn ns_page(&mut self) -> u64 {
         if self.ns_next >= NS_SCRATCH_END {
-            stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: NS scratch exhausted"));
+            stop(
+                status::LAUNCHER_ERROR,
+                format_args!("LAUNCHER ERROR: NS scratch exhausted"),
+            );
         }
         let p = self.ns_next;
         self.ns_next += GRANULE;
@@ -197,7 +203,10 @@ impl Host {
     /// A granule from the pool, delegated to the realm PAS.
     fn granule(&mut self) -> u64 {
         if self.pool_next >= POOL_END || self.n_delegated >= MAX_DELEGATED {
-            stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: granule pool exhausted"));
+            stop(
+                status::LAUNCHER_ERROR,
+                format_args!("LAUNCHER ERROR: granule pool exhausted"),
+            );
         }
         let g = self.pool_next;
         self.pool_next += GRANULE;
@@ -219,7 +228,10 @@ impl Host {
             fail("RTT_CREATE", r);
         }
         if self.n_rtts >= MAX_RTTS {
-            stop(status::LAUNCHER_ERROR, format_args!("LAUNCHER ERROR: too many RTTs"));
+            stop(
+                status::LAUNCHER_ERROR,
+                format_args!("LAUNCHER ERROR: too many RTTs"),
+            );
         }
         self.rtts[self.n_rtts] = (base, level);
         self.n_rtts += 1;
@@ -227,7 +239,12 @@ impl Host {
 
     /// Runs `op` until it succeeds, creating the RTT it reports missing
     /// (RMI_ERROR_RTT with the level the walk stopped at) for `ipa`.
-    fn with_rtts(&mut self, what: &str, ipa: u64, mut op: impl FnMut(&Host) -> rmi::Ret) -> rmi::Ret {
+    fn with_rtts(
+        &mut self,
+        what: &str,
+        ipa: u64,
+        mut op: impl FnMut(&Host) -> rmi::Ret,
+    ) -> rmi::Ret {
         loop {
             let r = op(self);
             if r.status() == rmi::ERROR_RTT && r.index() < 3 {
@@ -244,7 +261,9 @@ impl Host {
     fn init_ripas(&mut self, base: u64, top: u64) {
         let mut a = base;
         while a < top {
-            let r = self.with_rtts("RTT_INIT_RIPAS", a, |h| rmi::c3(rmi::RTT_INIT_RIPAS, h.rd, a, top));
+            let r = self.with_rtts("RTT_INIT_RIPAS", a, |h| {
+                rmi::c3(rmi::RTT_INIT_RIPAS, h.rd, a, top)
+            });
             rim_ripas(self.algo, &mut self.rim, a, r.0[1]);
             a = r.0[1];
         }
@@ -267,14 +286,18 @@ impl Host {
 
     fn data_create_unknown(&mut self, ipa: u64) {
         let g = self.granule();
-        self.with_rtts("DATA_CREATE_UNKNOWN", ipa, |h| rmi::c3(rmi::DATA_CREATE_UNKNOWN, h.rd, g, ipa));
+        self.with_rtts("DATA_CREATE_UNKNOWN", ipa, |h| {
+            rmi::c3(rmi::DATA_CREATE_UNKNOWN, h.rd, g, ipa)
+        });
         self.note_data(ipa);
     }
 
     fn map_unprotected(&mut self, ipa: u64) {
         let ns = self.ns_page();
         let desc = ns | (1 << 4) | (2 << 2) | (3 << 6); // FWB Normal WB, S2AP RW
-        self.with_rtts("RTT_MAP_UNPROTECTED", ipa, |h| rmi::c4(rmi::RTT_MAP_UNPROTECTED, h.rd, ipa, 3, desc));
+        self.with_rtts("RTT_MAP_UNPROTECTED", ipa, |h| {
+            rmi::c4(rmi::RTT_MAP_UNPROTECTED, h.rd, ipa, 3, desc)
+        });
         if self.n_unprot < MAX_UNPROT {
             self.unprot[self.n_unprot] = ipa;
             self.n_unprot += 1;
@@ -291,7 +314,7 @@ fn rim_ripas(algo: Algo, rim: &mut [u8; 64], base: u64, top: u64) {
         let mut bs = GRANULE;
         for l in [1u32, 2] {
             let s = GRANULE << (9 * (3 - l));
-            if cur % s == 0 && top - cur >= s {
+            if cur.is_multiple_of(s) && top - cur >= s {
                 bs = s;
                 break;
             }
@@ -350,7 +373,14 @@ struct Uart {
     dll: u8,
     dlm: u8,
 }
-static mut UART0: Uart = Uart { ier: 0, lcr: 0, mcr: 0x08, scr: 0, dll: 0x0c, dlm: 0 };
+static mut UART0: Uart = Uart {
+    ier: 0,
+    lcr: 0,
+    mcr: 0x08,
+    scr: 0,
+    dll: 0x0c,
+    dlm: 0,
+};
 
 fn uart_access(n: u64, off: u64, write: bool, val: u64) -> u64 {
     // SAFETY: single CPU.
@@ -360,11 +390,8 @@ fn uart_access(n: u64, off: u64, write: bool, val: u64) -> u64 {
         let v = val as u8;
         match off {
             0 if dlab => u.dll = v,
-            0 => {
-                if n == 0 {
-                    sys::guest_putc(v)
-                }
-            }
+            0 if n == 0 => sys::guest_putc(v),
+            0 => {}
             1 if dlab => u.dlm = v,
             1 => u.ier = v & 0x0f,
             3 => u.lcr = v,
@@ -398,7 +425,13 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
         return uart_access((a - UART_IPA) >> 12, a & 7, write, val);
     }
     if h.trace() {
-        log!("unhandled MMIO {} {:#x} size {} val {:#x}", if write { "write" } else { "read" }, ipa, size, val);
+        log!(
+            "unhandled MMIO {} {:#x} size {} val {:#x}",
+            if write { "write" } else { "read" },
+            ipa,
+            size,
+            val
+        );
     }
     0
 }
@@ -412,9 +445,15 @@ extern "C" fn rust_main() -> ! {
     // SAFETY: the runner's loader wrote the block; it is plain data.
     let p = unsafe { &*(PARAMS as *const Params) };
     if &p.magic != b"RMMLNCH1" {
-        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: no parameter block at {PARAMS:#x} (use the runner)"));
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("CONFIG ERROR: no parameter block at {PARAMS:#x} (use the runner)"),
+        );
     }
-    log!("rmm-launcher: NS EL2 host (BL33), CurrentEL {}", (mrs!("CurrentEL") >> 2) & 3);
+    log!(
+        "rmm-launcher: NS EL2 host (BL33), CurrentEL {}",
+        (mrs!("CurrentEL") >> 2) & 3
+    );
 
     // ---- RMI version and features
     let v = rmi::c1(rmi::VERSION, 1 << 16);
@@ -454,20 +493,34 @@ extern "C" fn rust_main() -> ! {
 
     // ---- configuration
     let mem = p.mem_bytes;
-    if mem < (16 << 20) || mem > (POOL_END - POOL) - (64 << 20) || mem % GRANULE != 0 {
-        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: RAM size {mem:#x} out of range"));
+    if !((16 << 20)..=(POOL_END - POOL) - (64 << 20)).contains(&mem) || !mem.is_multiple_of(GRANULE)
+    {
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("CONFIG ERROR: RAM size {mem:#x} out of range"),
+        );
     }
     let ram_end = RAM_IPA + mem;
     let fls = 64 - (ram_end - 1).leading_zeros();
-    let ipa_bits = if p.ipa_bits != 0 { p.ipa_bits as u32 } else { fls.max(32) + 1 };
+    let ipa_bits = if p.ipa_bits != 0 {
+        p.ipa_bits as u32
+    } else {
+        fls.max(32) + 1
+    };
     if ipa_bits as u64 > max_s2sz || ipa_bits > 39 {
-        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: IPA width {ipa_bits} not supported"));
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("CONFIG ERROR: IPA width {ipa_bits} not supported"),
+        );
     }
-    let algo = if p.flags & FLAG_SHA512 != 0 { Algo::Sha512 } else { Algo::Sha256 };
+    let algo = if p.flags & FLAG_SHA512 != 0 {
+        Algo::Sha512
+    } else {
+        Algo::Sha256
+    };
     let mut h = Host {
         rd: 0,
         algo,
-        ipa_bits,
         shared: 1 << (ipa_bits - 1),
         ram_end,
         flags: p.flags,
@@ -495,8 +548,12 @@ extern "C" fn rust_main() -> ! {
     let cpus = p.cpus.clamp(1, MAX_RECS as u64) as usize;
 
     // ---- the image, as kvmtool loads `-k`
-    if p.image_size == 0 || p.image_size > IMAGE_MAX || p.dtb_size == 0 || p.dtb_size > FDT_MAX_SIZE {
-        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: bad image or DTB size"));
+    if p.image_size == 0 || p.image_size > IMAGE_MAX || p.dtb_size == 0 || p.dtb_size > FDT_MAX_SIZE
+    {
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("CONFIG ERROR: bad image or DTB size"),
+        );
     }
     // SAFETY: the staging area was filled by QEMU's loader.
     let img = unsafe { core::slice::from_raw_parts(IMAGE as *const u8, p.image_size as usize) };
@@ -509,8 +566,11 @@ extern "C" fn rust_main() -> ! {
     let kern = RAM_IPA + text_offset;
     let limit = RAM_IPA + mem.min(256 << 20) - 1;
     let dtb = (limit - (FDT_MAX_SIZE + (2 << 20)) + (2 << 20) - 1) & !((2 << 20) - 1);
-    if kern % GRANULE != 0 || kern + p.image_size > limit || dtb < kern + p.image_size {
-        stop(status::CONFIG_ERROR, format_args!("CONFIG ERROR: image does not fit below the DTB"));
+    if !kern.is_multiple_of(GRANULE) || kern + p.image_size > limit || dtb < kern + p.image_size {
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("CONFIG ERROR: image does not fit below the DTB"),
+        );
     }
     let kern_footprint = kern + hdr_size.max(p.image_size);
     log!(
@@ -774,7 +834,10 @@ fn run(h: &mut Host) -> u32 {
                         let page_ipa = (hpfar >> 4) << 12;
                         if page_ipa & h.shared != 0 {
                             let prot = page_ipa & !h.shared;
-                            if ec == 0x24 && esr & (1 << 24) != 0 && !(RAM_IPA..h.ram_end).contains(&prot) {
+                            if ec == 0x24
+                                && esr & (1 << 24) != 0
+                                && !(RAM_IPA..h.ram_end).contains(&prot)
+                            {
                                 let size = 1u64 << ((esr >> 22) & 3);
                                 let write = esr & (1 << 6) != 0;
                                 let v = mmio(h, ipa, write, gpr(0), size);
@@ -784,7 +847,11 @@ fn run(h: &mut Host) -> u32 {
                                 // Shared memory: back the alias with an NS page.
                                 h.map_unprotected(page_ipa);
                             } else {
-                                log!("guest: MMIO without syndrome at {:#x} (esr {:#x})", ipa, esr);
+                                log!(
+                                    "guest: MMIO without syndrome at {:#x} (esr {:#x})",
+                                    ipa,
+                                    esr
+                                );
                                 return status::MMIO_NO_SYNDROME;
                             }
                         } else if (RAM_IPA..h.ram_end).contains(&page_ipa) {
@@ -792,13 +859,22 @@ fn run(h: &mut Host) -> u32 {
                             h.data_create_unknown(page_ipa);
                             h.lazy += 1;
                         } else {
-                            log!("guest: abort at protected IPA {:#x} outside RAM (esr {:#x})", page_ipa, esr);
+                            log!(
+                                "guest: abort at protected IPA {:#x} outside RAM (esr {:#x})",
+                                page_ipa,
+                                esr
+                            );
                             return status::GUEST_EXCEPTION;
                         }
                     }
                     0x01 => yield_now = true, // WFI/WFE (trapped when other RECs run)
                     _ => {
-                        log!("guest: unexpected sync exit esr {:#x} far {:#x} hpfar {:#x}", esr, far, hpfar);
+                        log!(
+                            "guest: unexpected sync exit esr {:#x} far {:#x} hpfar {:#x}",
+                            esr,
+                            far,
+                            hpfar
+                        );
                         return status::GUEST_EXCEPTION;
                     }
                 }
@@ -806,7 +882,15 @@ fn run(h: &mut Host) -> u32 {
             rmi::EXIT_IRQ | rmi::EXIT_FIQ => {
                 h.irq_exits += 1;
                 if h.trace() && h.irq_exits < 20 {
-                    log!("REC {} exit: {}", cur, if reason == rmi::EXIT_IRQ { "IRQ" } else { "FIQ" });
+                    log!(
+                        "REC {} exit: {}",
+                        cur,
+                        if reason == rmi::EXIT_IRQ {
+                            "IRQ"
+                        } else {
+                            "FIQ"
+                        }
+                    );
                 }
             }
             rmi::EXIT_SERROR => {
@@ -827,7 +911,9 @@ fn run(h: &mut Host) -> u32 {
                     let mut a = base;
                     let rec = h.recs[cur];
                     while a < top {
-                        let r = h.with_rtts("RTT_SET_RIPAS", a, |h| rmi::c4(rmi::RTT_SET_RIPAS, h.rd, rec, a, top));
+                        let r = h.with_rtts("RTT_SET_RIPAS", a, |h| {
+                            rmi::c4(rmi::RTT_SET_RIPAS, h.rd, rec, a, top)
+                        });
                         a = r.0[1];
                     }
                 }
@@ -835,7 +921,12 @@ fn run(h: &mut Host) -> u32 {
             rmi::EXIT_HOST_CALL => {
                 h.host_calls += 1;
                 let imm = get64(b, 0xe00) & 0xffff_ffff;
-                log!("guest: host call imm {:#x} x0={:#x} x1={:#x}", imm, gpr(0), gpr(1));
+                log!(
+                    "guest: host call imm {:#x} x0={:#x} x1={:#x}",
+                    imm,
+                    gpr(0),
+                    gpr(1)
+                );
                 // RSI_HOST_CALL returns the gprs the host gives on entry:
                 // hand back the ones the realm passed, unchanged.
                 for (i, r) in entry_gprs[cur].iter_mut().enumerate() {
@@ -854,7 +945,10 @@ fn run(h: &mut Host) -> u32 {
                         log!("guest: PSCI SYSTEM_RESET");
                         return status::SYSTEM_RESET;
                     }
-                    PSCI_CPU_ON_64 | PSCI_CPU_ON_32 | PSCI_AFFINITY_INFO_64 | PSCI_AFFINITY_INFO_32 => {
+                    PSCI_CPU_ON_64
+                    | PSCI_CPU_ON_32
+                    | PSCI_AFFINITY_INFO_64
+                    | PSCI_AFFINITY_INFO_32 => {
                         let target = gpr(1);
                         match (0..h.n_recs).find(|&i| h.mpidrs[i] == target & 0xff_00ff_ffff) {
                             Some(t) => {
@@ -917,7 +1011,11 @@ fn teardown(h: &mut Host) {
         let r = rmi::c1(rmi::REC_DESTROY, h.recs[i]);
         if !r.ok() {
             errors += 1;
-            log!("teardown: REC_DESTROY {:#x}: status {}", h.recs[i], r.status());
+            log!(
+                "teardown: REC_DESTROY {:#x}: status {}",
+                h.recs[i],
+                r.status()
+            );
         }
     }
     for i in 0..h.n_unprot {
@@ -932,7 +1030,12 @@ fn teardown(h: &mut Host) {
         if !r.ok() {
             errors += 1;
             if errors < 8 {
-                log!("teardown: DATA_DESTROY {:#x}: status {} index {}", ipa, r.status(), r.index());
+                log!(
+                    "teardown: DATA_DESTROY {:#x}: status {} index {}",
+                    ipa,
+                    r.status(),
+                    r.index()
+                );
             }
         }
     }
@@ -947,7 +1050,13 @@ fn teardown(h: &mut Host) {
             if !r.ok() {
                 errors += 1;
                 if errors < 8 {
-                    log!("teardown: RTT_DESTROY {:#x} L{}: status {} index {}", ipa, l, r.status(), r.index());
+                    log!(
+                        "teardown: RTT_DESTROY {:#x} L{}: status {} index {}",
+                        ipa,
+                        l,
+                        r.status(),
+                        r.index()
+                    );
                 }
             }
         }
@@ -955,7 +1064,11 @@ fn teardown(h: &mut Host) {
     let r = rmi::c1(rmi::REALM_DESTROY, h.rd);
     if !r.ok() {
         errors += 1;
-        log!("teardown: REALM_DESTROY: status {} index {}", r.status(), r.index());
+        log!(
+            "teardown: REALM_DESTROY: status {} index {}",
+            r.status(),
+            r.index()
+        );
     }
     let mut undelegated = 0;
     for i in 0..h.n_delegated {

@@ -16,7 +16,6 @@ pub const REC_ENTER: u64 = 0xC400_015C;
 pub const RTT_CREATE: u64 = 0xC400_015D;
 pub const RTT_DESTROY: u64 = 0xC400_015E;
 pub const RTT_MAP_UNPROTECTED: u64 = 0xC400_015F;
-pub const RTT_READ_ENTRY: u64 = 0xC400_0161;
 pub const RTT_UNMAP_UNPROTECTED: u64 = 0xC400_0162;
 pub const PSCI_COMPLETE: u64 = 0xC400_0164;
 pub const FEATURES: u64 = 0xC400_0165;
@@ -25,7 +24,6 @@ pub const RTT_INIT_RIPAS: u64 = 0xC400_0168;
 pub const RTT_SET_RIPAS: u64 = 0xC400_0169;
 
 pub const SUCCESS: u64 = 0;
-pub const ERROR_INPUT: u64 = 1;
 pub const ERROR_RTT: u64 = 4;
 
 pub const MEASURE_CONTENT: u64 = 1;
@@ -39,38 +37,9 @@ pub const EXIT_HOST_CALL: u64 = 5;
 pub const EXIT_SERROR: u64 = 6;
 
 pub const ENTRY_EMUL_MMIO: u64 = 1 << 0;
-pub const ENTRY_INJECT_SEA: u64 = 1 << 1;
 pub const ENTRY_TRAP_WFI: u64 = 1 << 2;
 pub const ENTRY_TRAP_WFE: u64 = 1 << 3;
 pub const ENTRY_RIPAS_REJECT: u64 = 1 << 4;
-
-pub fn name(fid: u64) -> &'static str {
-    match fid {
-        VERSION => "VERSION",
-        GRANULE_DELEGATE => "GRANULE_DELEGATE",
-        GRANULE_UNDELEGATE => "GRANULE_UNDELEGATE",
-        DATA_CREATE => "DATA_CREATE",
-        DATA_CREATE_UNKNOWN => "DATA_CREATE_UNKNOWN",
-        DATA_DESTROY => "DATA_DESTROY",
-        REALM_ACTIVATE => "REALM_ACTIVATE",
-        REALM_CREATE => "REALM_CREATE",
-        REALM_DESTROY => "REALM_DESTROY",
-        REC_CREATE => "REC_CREATE",
-        REC_DESTROY => "REC_DESTROY",
-        REC_ENTER => "REC_ENTER",
-        RTT_CREATE => "RTT_CREATE",
-        RTT_DESTROY => "RTT_DESTROY",
-        RTT_MAP_UNPROTECTED => "RTT_MAP_UNPROTECTED",
-        RTT_READ_ENTRY => "RTT_READ_ENTRY",
-        RTT_UNMAP_UNPROTECTED => "RTT_UNMAP_UNPROTECTED",
-        PSCI_COMPLETE => "PSCI_COMPLETE",
-        FEATURES => "FEATURES",
-        REC_AUX_COUNT => "REC_AUX_COUNT",
-        RTT_INIT_RIPAS => "RTT_INIT_RIPAS",
-        RTT_SET_RIPAS => "RTT_SET_RIPAS",
-        _ => "?",
-    }
-}
 
 /// x0..x4 after the call.
 #[derive(Clone, Copy, Debug)]
@@ -109,9 +78,6 @@ pub fn call(fid: u64, a: [u64; 6]) -> Ret {
     Ret([x0, x1, x2, x3, x4])
 }
 
-pub fn c0(fid: u64) -> Ret {
-    call(fid, [0; 6])
-}
 pub fn c1(fid: u64, a: u64) -> Ret {
     call(fid, [a, 0, 0, 0, 0, 0])
 }

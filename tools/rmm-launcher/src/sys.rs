@@ -17,7 +17,7 @@ macro_rules! msr {
         unsafe { core::arch::asm!(concat!("msr ", $r, ", {}"), in(reg) v, options(nostack)) };
     }};
 }
-pub(crate) use {mrs, msr};
+pub(crate) use mrs;
 
 pub fn isb() {
     // SAFETY: barrier only.
@@ -46,7 +46,10 @@ pub fn mmu_on() {
     msr!("hcr_el2", 1 << 31); // RW: EL1 is AArch64; E2H = 0 (non-VHE)
     msr!("mair_el2", 0xff << 8); // attr0 Device-nGnRnE, attr1 Normal WB
     // T0SZ = 32 (4 GiB), IRGN0/ORGN0 WBWA, SH0 inner, TG0 4K, PS 40 bits, RES1 bits 31, 23.
-    msr!("tcr_el2", 32 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31));
+    msr!(
+        "tcr_el2",
+        32 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31)
+    );
     msr!("ttbr0_el2", core::ptr::addr_of!(L1) as u64);
     isb();
     // SAFETY: TLB maintenance for EL2 only.
@@ -146,13 +149,17 @@ pub fn arm_preempt_timer(ticks: u64) {
             let gicd = 0x0800_0000 as *mut u32;
             core::ptr::write_volatile(gicd, core::ptr::read_volatile(gicd) | 0x2);
             while core::ptr::read_volatile(gicd) & (1 << 31) != 0 {}
-            msr!("icc_sre_el2", mrs!("icc_sre_el2") | 0x9); // SRE | Enable
-            isb();
-            msr!("icc_pmr_el1", 0xff);
-            msr!("icc_igrpen1_el1", 1);
-            isb();
-            TIMER_READY = true;
         }
+    }
+    // SAFETY: single CPU.
+    if !unsafe { TIMER_READY } {
+        msr!("icc_sre_el2", mrs!("icc_sre_el2") | 0x9); // SRE | Enable
+        isb();
+        msr!("icc_pmr_el1", 0xff);
+        msr!("icc_igrpen1_el1", 1);
+        isb();
+        // SAFETY: single CPU.
+        unsafe { TIMER_READY = true };
     }
     msr!("cnthp_tval_el2", ticks);
     msr!("cnthp_ctl_el2", 1);
