@@ -13,6 +13,7 @@ mod sha256;
 #[allow(dead_code)]
 mod sha512;
 mod sys;
+mod vgic;
 
 use sha512::Algo;
 use sys::{log, mrs};
@@ -424,6 +425,10 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
     if (UART_IPA..UART_IPA + 4 * 0x1000).contains(&a) && (a & 0xfff) < 8 {
         return uart_access((a - UART_IPA) >> 12, a & 7, write, val);
     }
+    let g = vgic();
+    if g.claims(a) {
+        return g.mmio(a, write, val, size);
+    }
     if h.trace() {
         log!(
             "unhandled MMIO {} {:#x} size {} val {:#x}",
@@ -434,6 +439,13 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
         );
     }
     0
+}
+
+static mut VGIC: vgic::VGic = vgic::VGic::new();
+
+fn vgic() -> &'static mut vgic::VGic {
+    // SAFETY: single CPU; only the REC_ENTER loop and its MMIO handler use it.
+    unsafe { &mut *core::ptr::addr_of_mut!(VGIC) }
 }
 
 // ---------------------------------------------------------------- entry
@@ -546,6 +558,7 @@ extern "C" fn rust_main() -> ! {
         irq_exits: 0,
     };
     let cpus = p.cpus.clamp(1, MAX_RECS as u64) as usize;
+    vgic().init(cpus, ((feat >> 34) & 0xf) as usize + 1);
 
     // ---- the image, as kvmtool loads `-k`
     if p.image_size == 0 || p.image_size > IMAGE_MAX || p.dtb_size == 0 || p.dtb_size > FDT_MAX_SIZE
@@ -743,30 +756,13 @@ extern "C" fn rust_main() -> ! {
         unsafe { rmi::CALLS },
         (t1 - t0) * 1000 / freq
     );
-    if h.trace() {
-        sys::arm_preempt_timer(100);
-        let t = sys::now_ticks();
-        while sys::now_ticks() - t < 1000 {}
-        // SAFETY: GICR SGI frame of CPU 0, Device memory.
-        let pend = unsafe { core::ptr::read_volatile((0x080b_0000 + 0x200) as *const u32) };
-        log!(
-            "preempt timer check: CNTHP_CTL {:#x} ISR_EL1 {:#x} GICR_ISPENDR0 {:#x} GICD_CTLR {:#x} ICC_SRE_EL2 {:#x}",
-            mrs!("cnthp_ctl_el2"),
-            mrs!("isr_el1"),
-            pend,
-            // SAFETY: GICD, Device memory.
-            unsafe { core::ptr::read_volatile(0x0800_0000 as *const u32) },
-            mrs!("icc_sre_el2")
-        );
-        sys::disarm_preempt_timer();
-    }
     log!("entering REC 0 at {:#x}, x0={:#x}", kern, dtb);
 
     let code = run(&mut h);
     sys::disarm_preempt_timer();
     let t2 = sys::now_ticks();
     log!(
-        "counters: exits={} mmio={} lazy-data={} ripas-changes={} host-calls={} psci={} irq-exits={} run-ms={}",
+        "counters: exits={} mmio={} lazy-data={} ripas-changes={} host-calls={} psci={} irq-exits={} virq-injected={} run-ms={}",
         h.exits,
         h.mmio,
         h.lazy,
@@ -774,6 +770,7 @@ extern "C" fn rust_main() -> ! {
         h.host_calls,
         h.psci,
         h.irq_exits,
+        vgic().injected,
         (t2 - t1) * 1000 / freq
     );
     if p.flags & FLAG_NO_TEARDOWN == 0 {
@@ -790,6 +787,9 @@ fn run(h: &mut Host) -> u32 {
     let mut cur = 0usize;
     let mut entry_flags = [0u64; MAX_RECS];
     let mut entry_gprs = [[0u64; 31]; MAX_RECS];
+    // EL1 timer state (CNTP_CTL, CNTV_CTL) each REC reported at its last exit.
+    let mut timers = [(0u64, 0u64); MAX_RECS];
+    sys::gic_init();
     let slice = mrs!("cntfrq_el0") / 100; // 10 ms time slices between RECs
     let mut slice_start = sys::now_ticks();
     let mut yield_now = false;
@@ -811,6 +811,10 @@ fn run(h: &mut Host) -> u32 {
             for (i, v) in entry_gprs[cur].iter().enumerate() {
                 put64(b, 0x200 + 8 * i, *v);
             }
+            let lrs = vgic().entry_lrs(cur, timers[cur].1, timers[cur].0);
+            for (i, v) in lrs.iter().enumerate() {
+                put64(b, 0x308 + 8 * i, *v);
+            }
         }
         entry_flags[cur] = 0;
         entry_gprs[cur] = [0; 31];
@@ -825,6 +829,12 @@ fn run(h: &mut Host) -> u32 {
         let far = get64(b, 0x908);
         let hpfar = get64(b, 0x910);
         let gpr = |i: usize| get64(b, 0xa00 + 8 * i);
+        let mut exit_lrs = [0u64; 16];
+        for (i, lr) in exit_lrs.iter_mut().enumerate() {
+            *lr = get64(b, 0xb08 + 8 * i);
+        }
+        vgic().save(cur, &exit_lrs);
+        timers[cur] = (get64(b, 0xc00), get64(b, 0xc10));
         match reason {
             rmi::EXIT_SYNC => {
                 let ec = esr >> 26;

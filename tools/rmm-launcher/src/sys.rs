@@ -131,36 +131,44 @@ const GICR_SGI: usize = 0x080a_0000 + 0x1_0000; // CPU 0's SGI/PPI frame (QEMU v
 const HYP_TIMER_PPI: u32 = 26;
 static mut TIMER_READY: bool = false;
 
-/// Arms the EL2 physical timer (PPI 26, NS Group 1) to fire in `ticks`. The
-/// launcher keeps IRQs masked: the pending interrupt only makes the RMM exit
-/// the running REC (RMI_EXIT_IRQ/FIQ).
-pub fn arm_preempt_timer(ticks: u64) {
-    // SAFETY: single CPU; GICR of CPU 0 mapped as Device.
+/// Prepares the physical GIC for the host's needs, as an NS OS would: the
+/// EL2 physical timer (PPI 26, preemption) and the EL1 virtual and physical
+/// timers (PPIs 27, 30: when a realm's timer fires, the RMM exits the REC and
+/// the host injects the virtual interrupt) in Group 1 NS and enabled, Group 1
+/// NS enabled in the distributor (TF-A leaves that to the NS OS), and the EL2
+/// CPU interface on. The launcher keeps IRQs masked: pending interrupts only
+/// make the RMM exit the running REC (RMI_EXIT_IRQ/FIQ).
+pub fn gic_init() {
+    // SAFETY: single CPU; GICD and CPU 0's GICR mapped as Device.
     unsafe {
-        if !TIMER_READY {
-            let w = |off: usize, v: u32| core::ptr::write_volatile((GICR_SGI + off) as *mut u32, v);
-            let r = |off: usize| core::ptr::read_volatile((GICR_SGI + off) as *const u32);
-            w(0x80, r(0x80) | (1 << HYP_TIMER_PPI)); // IGROUPR0: Group 1 NS
-            let pri = (GICR_SGI + 0x400 + HYP_TIMER_PPI as usize) as *mut u8;
-            core::ptr::write_volatile(pri, 0x80);
-            w(0x100, 1 << HYP_TIMER_PPI); // ISENABLER0
-            // TF-A leaves Group 1 NS disabled in the distributor (the NS OS
-            // enables it): GICD_CTLR (NS view) EnableGrp1A, then wait for RWP.
-            let gicd = 0x0800_0000 as *mut u32;
-            core::ptr::write_volatile(gicd, core::ptr::read_volatile(gicd) | 0x2);
-            while core::ptr::read_volatile(gicd) & (1 << 31) != 0 {}
+        if TIMER_READY {
+            return;
         }
+        let w = |off: usize, v: u32| core::ptr::write_volatile((GICR_SGI + off) as *mut u32, v);
+        let r = |off: usize| core::ptr::read_volatile((GICR_SGI + off) as *const u32);
+        let ppis = (1u32 << HYP_TIMER_PPI) | (1 << 27) | (1 << 30);
+        w(0x80, r(0x80) | ppis); // IGROUPR0: Group 1 NS
+        w(0xd00, r(0xd00) & !ppis); // IGRPMODR0
+        for p in [HYP_TIMER_PPI, 27, 30] {
+            core::ptr::write_volatile((GICR_SGI + 0x400 + p as usize) as *mut u8, 0x80);
+        }
+        w(0x100, ppis); // ISENABLER0
+        let gicd = 0x0800_0000 as *mut u32;
+        core::ptr::write_volatile(gicd, core::ptr::read_volatile(gicd) | 0x2);
+        while core::ptr::read_volatile(gicd) & (1 << 31) != 0 {}
     }
+    msr!("icc_sre_el2", mrs!("icc_sre_el2") | 0x9); // SRE | Enable
+    isb();
+    msr!("icc_pmr_el1", 0xff);
+    msr!("icc_igrpen1_el1", 1);
+    isb();
     // SAFETY: single CPU.
-    if !unsafe { TIMER_READY } {
-        msr!("icc_sre_el2", mrs!("icc_sre_el2") | 0x9); // SRE | Enable
-        isb();
-        msr!("icc_pmr_el1", 0xff);
-        msr!("icc_igrpen1_el1", 1);
-        isb();
-        // SAFETY: single CPU.
-        unsafe { TIMER_READY = true };
-    }
+    unsafe { TIMER_READY = true };
+}
+
+/// Arms the EL2 physical timer to fire in `ticks` (preemption of a REC).
+pub fn arm_preempt_timer(ticks: u64) {
+    gic_init();
     msr!("cnthp_tval_el2", ticks);
     msr!("cnthp_ctl_el2", 1);
     isb();
