@@ -866,6 +866,9 @@ fn run(h: &mut Host) -> u32 {
                             }
                         } else if (RAM_IPA..h.ram_end).contains(&page_ipa) {
                             // Unassigned RIPAS RAM: populate lazily.
+                            if h.trace() && h.lazy < 4 {
+                                log!("lazy DATA_CREATE_UNKNOWN at {:#x} (esr {:#x})", page_ipa, esr);
+                            }
                             h.data_create_unknown(page_ipa);
                             h.lazy += 1;
                         } else {
