@@ -64,6 +64,8 @@ const FLAG_POPULATE_ALL: u64 = 1 << 2;
 const FLAG_SHA512: u64 = 1 << 3;
 const FLAG_NO_TEARDOWN: u64 = 1 << 4;
 const FLAG_TRACE: u64 = 1 << 5;
+const FLAG_ONE_GRANULE: u64 = 1 << 6;
+const FLAG_DESTROY_GRANULE: u64 = 1 << 7;
 
 /// The runner's parameter block at PARAMS.
 #[repr(C)]
@@ -141,6 +143,8 @@ struct Host {
     mpidrs: [u64; MAX_RECS],
     n_recs: usize,
     rim: [u8; 64],
+    /// The granule a misbehaving host destroyed (0: none).
+    destroyed: u64,
     // counters
     exits: u64,
     mmio: u64,
@@ -549,6 +553,7 @@ extern "C" fn rust_main() -> ! {
         mpidrs: [0; MAX_RECS],
         n_recs: 0,
         rim: [0; 64],
+        destroyed: 0,
         exits: 0,
         mmio: 0,
         lazy: 0,
@@ -745,6 +750,19 @@ extern "C" fn rust_main() -> ! {
     if !r.ok() {
         fail("REALM_ACTIVATE", r);
     }
+    if p.flags & FLAG_DESTROY_GRANULE != 0 {
+        // Misbehaving host: destroy the RAM granule at RAM base + RAM/2 (DATA
+        // in an active realm, then DATA_DESTROY: RIPAS DESTROYED).
+        let ipa = RAM_IPA + mem / 2;
+        h.data_create_unknown(ipa);
+        h.n_data -= 1;
+        let r = rmi::c2(rmi::DATA_DESTROY, rd, ipa);
+        if !r.ok() {
+            fail("DATA_DESTROY", r);
+        }
+        h.destroyed = ipa;
+        log!("host destroyed the granule at IPA {:#x} (misbehave)", ipa);
+    }
     let t1 = sys::now_ticks();
     log!(
         "realm activated: RIM {}:{} ({} granules delegated, {} RTTs, {} RMI calls, {} ms)",
@@ -864,10 +882,20 @@ fn run(h: &mut Host) -> u32 {
                                 );
                                 return status::MMIO_NO_SYNDROME;
                             }
+                        } else if page_ipa == h.destroyed {
+                            log!(
+                                "REALM FATAL: access to a DESTROYED granule at IPA {:#x}",
+                                page_ipa
+                            );
+                            return status::REALM_FATAL;
                         } else if (RAM_IPA..h.ram_end).contains(&page_ipa) {
                             // Unassigned RIPAS RAM: populate lazily.
                             if h.trace() && h.lazy < 4 {
-                                log!("lazy DATA_CREATE_UNKNOWN at {:#x} (esr {:#x})", page_ipa, esr);
+                                log!(
+                                    "lazy DATA_CREATE_UNKNOWN at {:#x} (esr {:#x})",
+                                    page_ipa,
+                                    esr
+                                );
                             }
                             h.data_create_unknown(page_ipa);
                             h.lazy += 1;
@@ -921,13 +949,35 @@ fn run(h: &mut Host) -> u32 {
                 if h.flags & FLAG_REJECT_RIPAS != 0 {
                     entry_flags[cur] = rmi::ENTRY_RIPAS_REJECT;
                 } else {
-                    let mut a = base;
                     let rec = h.recs[cur];
+                    // Misbehaving host: one granule of progress per exit.
+                    let top = if h.flags & FLAG_ONE_GRANULE != 0 {
+                        top.min(base + GRANULE)
+                    } else {
+                        top
+                    };
+                    let mut a = base;
                     while a < top {
-                        let r = h.with_rtts("RTT_SET_RIPAS", a, |h| {
-                            rmi::c4(rmi::RTT_SET_RIPAS, h.rd, rec, a, top)
-                        });
-                        a = r.0[1];
+                        let r = rmi::c4(rmi::RTT_SET_RIPAS, h.rd, rec, a, top);
+                        if r.ok() {
+                            a = r.0[1];
+                        } else if r.status() == rmi::ERROR_RTT && r.index() < 3 {
+                            // A block entry covers less than the range: go one level deeper.
+                            h.rtt_create(a, r.index() + 1);
+                        } else if r.status() == rmi::ERROR_RTT {
+                            // The RMM cannot change this granule (a DESTROYED one
+                            // without CHANGE_DESTROYED): the host answers REJECT,
+                            // as the model's host does.
+                            log!(
+                                "RIPAS change stops at {:#x} (RTT_SET_RIPAS status {}): REJECT",
+                                a,
+                                r.status()
+                            );
+                            entry_flags[cur] = rmi::ENTRY_RIPAS_REJECT;
+                            break;
+                        } else {
+                            fail("RTT_SET_RIPAS", r);
+                        }
                     }
                 }
             }
