@@ -233,10 +233,23 @@ extern "C" fn guest_exception(esr: u64, elr: u64, far: u64, vector: u64) -> ! {
         elr,
         far
     );
+    let after_hvc = AFTER_HVC.load(Ordering::Relaxed);
+    if after_hvc != 0 {
+        if elr == after_hvc {
+            say!("guest: ELR = the instruction after the HVC");
+        } else {
+            say!(
+                "guest: ELR is not the instruction after the HVC ({:#x})",
+                after_hvc
+            );
+        }
+    }
     EXPECTED_EXC.store(true, Ordering::Relaxed);
     system_off()
 }
 static EXPECTED_EXC: AtomicBool = AtomicBool::new(false);
+/// The address after the HVC of test `realm-hvc` (0 otherwise).
+pub static AFTER_HVC: AtomicU64 = AtomicU64::new(0);
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {

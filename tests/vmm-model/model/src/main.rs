@@ -430,10 +430,11 @@ extern "C" fn rust_trap(v: &mut VCpu, kind: u64) {
     match ec {
         EC_HVC64 => {
             if cfg().realm {
-                // HVC is UNDEFINED in a realm; ELR points after the HVC, and
-                // the undefined exception is reported at the HVC itself.
+                // HVC is UNDEFINED in a realm. As TF-RMM's
+                // realm_inject_undef_abort, ELR_EL1 = ELR_EL2 of the HVC trap:
+                // the instruction after the HVC.
                 realm::count_hvc();
-                inject_undef(v, elr - 4);
+                inject_undef(v, elr);
             } else if esr & 0xffff != 0 {
                 v.x[0] = u64::MAX;
             } else {

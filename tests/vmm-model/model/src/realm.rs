@@ -67,6 +67,8 @@ const VERSION_1_0: u64 = 0x1_0000;
 const VERSION_1_1: u64 = 0x1_0001;
 
 const GRANULE: u64 = 4096;
+/// The span of a level-3 RTT (512 granules).
+const BLOCK_2M: u64 = 0x20_0000;
 pub const TOKEN_BUF_SIZE: usize = 4096;
 
 struct Token {
@@ -248,8 +250,10 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     let dfr0 = mrs!("id_aa64dfr0_el1");
     let mut params = [0u8; 0x1000];
     params[8] = c.ipa_bits as u8; // s2sz
-    params[0x18] = ((dfr0 >> 12) & 0xf) as u8; // num_bps - 1 (the CPU's BRPs)
-    params[0x20] = ((dfr0 >> 20) & 0xf) as u8; // num_wps - 1 (the CPU's WRPs)
+    // num_bps/num_wps: ID_AA64DFR0_EL1.BRPs/WRPs as they stand (the number of
+    // breakpoints/watchpoints minus one), as TF-RMM's RMI_FEATURES reports them.
+    params[0x18] = ((dfr0 >> 12) & 0xf) as u8;
+    params[0x20] = ((dfr0 >> 20) & 0xf) as u8;
     params[0x30] = c.algo as u8; // RmiHashAlgorithm: 0 SHA-256, 1 SHA-512
     st.rim = c.algo.hash(&params);
 
@@ -340,8 +344,8 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
     log!(
         "realm params: s2sz={} num_bps={} num_wps={} sve_vl=0 pmu=off hash={}",
         c.ipa_bits,
-        ((dfr0 >> 12) & 0xf) + 1,
-        ((dfr0 >> 20) & 0xf) + 1,
+        params[0x18],
+        params[0x20],
         c.algo.name()
     );
     *STATE.lock() = Some(st);
@@ -387,9 +391,10 @@ fn sea(v: &mut VCpu, esr_el2: u64) {
         SEA_REPEATS.store(0, Ordering::Relaxed);
     }
     // ESR_EL2 copied except EC (same-EL abort class), FSC = SEA, FnV and
-    // S1PTW cleared (TF-RMM calc_esr_idabort).
+    // S1PTW cleared, EA (bit 9) set (TF-RMM calc_esr_idabort).
     let ec = (esr_el2 >> 26) + 1; // 0x20 -> 0x21, 0x24 -> 0x25 (lower-EL fix in inject_sync)
-    let esr = (esr_el2 & !((0x3f << 26) | 0x3f | (1 << 10) | (1 << 7))) | (ec << 26) | 0x10;
+    let esr =
+        (esr_el2 & !((0x3f << 26) | 0x3f | (1 << 10) | (1 << 7))) | (ec << 26) | (1 << 9) | 0x10;
     let far = mrs!("far_el2");
     inject_sync(v, esr, Some(far), pc);
 }
@@ -654,9 +659,13 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
             {
                 out[0] = ERROR_INPUT;
             } else {
+                // Like TF-RMM, stop at the end of the last-level RTT that
+                // holds `start`: the model always assumes a level-3 table
+                // there, so the answer ends at the next 2 MiB boundary.
+                let limit = end.min((start | (BLOCK_2M - 1)) + 1);
                 let r = ripas_of(st, start);
                 let mut a = start + GRANULE;
-                while a < end && ripas_of(st, a) == r {
+                while a < limit && ripas_of(st, a) == r {
                     a += GRANULE;
                 }
                 out[0] = SUCCESS;
