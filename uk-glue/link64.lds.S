@@ -68,8 +68,28 @@ SECTIONS
 		*(.rodata.*)
 	} :rodata
 
-	EXCEPTION_SECTIONS
-	CTORTAB_SECTION
+	/*
+	 * Unwind tables and the constructor table, with the symbols Unikraft
+	 * looks for, but packed after .rodata instead of each on a new page:
+	 * all of it is read-only and in the same segment, so page alignment
+	 * would only pad the image (up to two pages).
+	 */
+	. = ALIGN(8);
+	__eh_frame_start = .;
+	.eh_frame : { KEEP(*(.eh_frame)) KEEP(*(.eh_frame.*)) }
+	__eh_frame_end = .;
+	__eh_frame_hdr_start = .;
+	.eh_frame_hdr : { KEEP(*(.eh_frame_hdr)) KEEP(*(.eh_frame_hdr.*)) }
+	__eh_frame_hdr_end = .;
+	__gcc_except_table_start = .;
+	.gcc_except_table : { *(.gcc_except_table) *(.gcc_except_table.*) }
+	__gcc_except_table_end = .;
+
+	. = ALIGN(8);
+	uk_ctortab_start = .;
+	.uk_ctortab : { KEEP(*(SORT_BY_NAME(.uk_ctortab[0-9]))) }
+	uk_ctortab_end = .;
+
 	INITTAB_SECTION
 	EVENTTAB_SECTION
 	_erodata = .;
