@@ -79,6 +79,8 @@ unsafe extern "C" {
     static _etext: u8;
     static _rodata: u8;
     static _tls_start: u8;
+    static __bss_start: u8;
+    static _plat_bss_end: u8;
     static _end: u8;
     fn plat_dcache_inval(start: u64, end: u64);
 }
@@ -192,10 +194,10 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     let image = ImageLayout {
         segments: &segments,
     };
-    let bi = match read_boot_info(dtb, &image) {
-        Ok(bi) => bi,
-        Err(e) => fatal(format_args!("{e}")),
-    };
+    let mut bi = BootInfo::empty();
+    if let Err(e) = read_boot_info(dtb, &image, &mut bi) {
+        fatal(format_args!("{e}"));
+    }
     let Some((mut uart, source)) = bi.console else {
         fatal(format_args!(
             "no ns16550a or arm,pl011 console in the device tree"
@@ -212,6 +214,9 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     }
 
     enable_mmu(&bi, &image, shared_bit);
+    // SAFETY: nothing has used .bss yet (all boot state lives in .data); the MMU
+    // and caches are on, so DC ZVA may be used.
+    unsafe { zero_bss() };
     MMU_ON.set(true);
 
     console::init(&uart);
@@ -236,7 +241,11 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     hand_off(dtb, &bi, &uart)
 }
 
-fn read_boot_info<'a>(dtb: u64, image: &ImageLayout<'_>) -> Result<BootInfo<'a>, BootError> {
+fn read_boot_info<'a>(
+    dtb: u64,
+    image: &ImageLayout<'_>,
+    bi: &mut BootInfo<'a>,
+) -> Result<(), BootError> {
     if dtb == 0 || !dtb.is_multiple_of(8) {
         return Err(BootError::DtbAddress(dtb));
     }
@@ -248,7 +257,7 @@ fn read_boot_info<'a>(dtb: u64, image: &ImageLayout<'_>) -> Result<BootInfo<'a>,
         .map_err(|e| BootError::Parse(bootinfo::BootInfoError::Dt(e)))?;
     // SAFETY: `total` is bounded by MAX_DTB_SIZE; the blob is not written while borrowed.
     let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, total) };
-    bootinfo::parse(blob, dtb, image).map_err(BootError::Parse)
+    bootinfo::parse_into(blob, dtb, image, bi).map_err(BootError::Parse)
 }
 
 enum BootError {
@@ -288,17 +297,14 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
     // IPS = 48 bits as Unikraft's paging code expects (a larger IPS than the CPU
     // implements behaves as the implemented size).
     let tcr = pagetable::tcr_el1(5);
-    // Only the writable segment was written with caches off (see entry.S).
-    let (start, end) = image
-        .segments
-        .iter()
-        .find(|s| s.flags.contains(RegionFlags::WRITE))
-        .map_or((0, 0), |s| (s.range.start, s.range.end));
     // SAFETY: the tables identity-map the image (text executable), the stack and the
     // devices, so execution continues at the same addresses. Lines over what we
     // wrote with caches off are invalidated first.
     unsafe {
-        plat_dcache_inval(start, end);
+        // What was written with caches off: .data (boot state, the early stack,
+        // the realm config granule) and .plat_noinit (stacks, these tables).
+        plat_dcache_inval(&raw const _tls_start as u64, &raw const __bss_start as u64);
+        plat_dcache_inval(&raw const _plat_bss_end as u64, &raw const _end as u64);
         asm!(
             "msr mair_el1, {mair}",
             "msr tcr_el1, {tcr}",
@@ -321,6 +327,56 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
             options(nostack),
         );
     }
+}
+
+/// Zeroes `[__bss_start, _plat_bss_end)` (Unikraft 0.17 relied on the loader; a
+/// realm cannot), a cache block per DC ZVA where the CPU allows it.
+///
+/// # Safety
+///
+/// MMU and data cache on; no live reference into `.bss`.
+unsafe fn zero_bss() {
+    let (mut p, end) = (
+        &raw const __bss_start as u64,
+        &raw const _plat_bss_end as u64,
+    );
+    let dczid: u64;
+    // SAFETY: reading an ID register has no side effect.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack)) };
+    if dczid & (1 << 4) == 0 {
+        let block = 4u64 << (dczid & 0xf);
+        let first = p.next_multiple_of(block).min(end);
+        // SAFETY: inside .bss, which nothing references yet.
+        unsafe { core::ptr::write_bytes(p as *mut u8, 0, (first - p) as usize) };
+        p = first;
+        // Four blocks per iteration: .bss is large (Unikraft's is ~270 KiB).
+        while p + 4 * block <= end {
+            // SAFETY: four whole cache blocks inside .bss; Normal memory (MMU on).
+            unsafe {
+                asm!(
+                    "dc zva, {a}",
+                    "add {t}, {a}, {b}",
+                    "dc zva, {t}",
+                    "add {t}, {t}, {b}",
+                    "dc zva, {t}",
+                    "add {t}, {t}, {b}",
+                    "dc zva, {t}",
+                    a = in(reg) p,
+                    b = in(reg) block,
+                    t = out(reg) _,
+                    options(nostack),
+                )
+            };
+            p += 4 * block;
+        }
+        while p + block <= end {
+            // SAFETY: one whole cache block inside .bss; Normal memory (MMU on).
+            unsafe { asm!("dc zva, {}", in(reg) p, options(nostack)) };
+            p += block;
+        }
+    }
+    // SAFETY: as above (the tail, or everything when DC ZVA is prohibited).
+    unsafe { core::ptr::write_bytes(p as *mut u8, 0, (end - p) as usize) };
 }
 
 /// Fills Unikraft 0.17's boot info and continues where its `entry64.S` does.

@@ -161,7 +161,7 @@ mod imp {
                     is_psci = false;
                     method = None;
                 }
-                Token::Prop { name, value } if depth == 2 => match name {
+                Token::Prop { name, value, .. } if depth == 2 => match name {
                     b"compatible" => {
                         is_psci |= fdt::strlist_contains(value, "arm,psci-0.2")
                             || fdt::strlist_contains(value, "arm,psci-1.0")

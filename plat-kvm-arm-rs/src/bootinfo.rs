@@ -199,6 +199,24 @@ pub struct BootInfo<'a> {
     pub cpu_count: usize,
 }
 
+impl BootInfo<'_> {
+    /// Nothing found yet.
+    pub fn empty() -> Self {
+        BootInfo {
+            regions: FixedList::new(),
+            ram: FixedList::new(),
+            devices: FixedList::new(),
+            cmdline: None,
+            console: None,
+            psci: None,
+            gic: None,
+            dtb: MemRange::default(),
+            initrd: None,
+            cpu_count: 0,
+        }
+    }
+}
+
 fn range(base: u64, len: u64, src: Source) -> Result<MemRange, BootInfoError> {
     if len == 0 {
         return Err(BootInfoError::ZeroSized(src));
@@ -206,59 +224,97 @@ fn range(base: u64, len: u64, src: Source) -> Result<MemRange, BootInfoError> {
     MemRange::from_base_len(base, len).ok_or(BootInfoError::Wraps(src))
 }
 
+/// Declares the properties a node is read for, as indices into [`Node::vals`], with
+/// an accessor each.
+macro_rules! props {
+    ($($id:ident $get:ident $name:literal,)*) => {
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Clone, Copy)]
+        #[repr(u8)]
+        enum P { $($id,)* COUNT }
+
+        impl P {
+            /// The property `name` is, if we read it.
+            fn of(name: &[u8]) -> Option<P> {
+                match name {
+                    $($name => Some(P::$id),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl<'a> Node<'a> {
+            /// Remembers the value of property `p`.
+            fn record(&mut self, p: P, value: &'a [u8]) {
+                self.vals[p as usize] = value;
+                self.present |= 1 << p as u32;
+            }
+
+            $(
+                fn $get(&self) -> Option<&'a [u8]> {
+                    self.get(P::$id)
+                }
+            )*
+        }
+    };
+}
+
+props! {
+    Compatible compatible b"compatible",
+    Reg reg b"reg",
+    Status status b"status",
+    DeviceType device_type b"device_type",
+    Ranges ranges b"ranges",
+    Method method b"method",
+    AddressCells address_cells b"#address-cells",
+    SizeCells size_cells b"#size-cells",
+    RegShift reg_shift b"reg-shift",
+    RegIoWidth reg_io_width b"reg-io-width",
+    ClockFrequency clock_frequency b"clock-frequency",
+    Bootargs bootargs b"bootargs",
+    StdoutPath stdout_path b"stdout-path",
+    InitrdStart initrd_start b"linux,initrd-start",
+    InitrdEnd initrd_end b"linux,initrd-end",
+}
+
 /// The properties of one node that matter here, gathered while its tokens stream by.
-#[derive(Default, Clone, Copy)]
+/// Starting a node only resets `present` (no copying or clearing of `vals`): the
+/// boot path may run on a C library whose `memset` is a byte loop.
+#[derive(Clone, Copy)]
 struct Node<'a> {
     name: &'a [u8],
-    compatible: Option<&'a [u8]>,
-    reg: Option<&'a [u8]>,
-    status: Option<&'a [u8]>,
-    device_type: Option<&'a [u8]>,
-    ranges: Option<&'a [u8]>,
-    method: Option<&'a [u8]>,
-    address_cells: Option<&'a [u8]>,
-    size_cells: Option<&'a [u8]>,
-    reg_shift: Option<&'a [u8]>,
-    reg_io_width: Option<&'a [u8]>,
-    clock_frequency: Option<&'a [u8]>,
-    bootargs: Option<&'a [u8]>,
-    stdout_path: Option<&'a [u8]>,
-    initrd_start: Option<&'a [u8]>,
-    initrd_end: Option<&'a [u8]>,
+    /// Bit `p` set: `vals[p]` holds property `p`.
+    present: u16,
+    vals: [&'a [u8]; P::COUNT as usize],
     /// Whether the node was already handled (at its first child or its end).
     done: bool,
 }
 
 impl<'a> Node<'a> {
-    fn record(&mut self, name: &[u8], value: &'a [u8]) {
-        let slot = match name {
-            b"compatible" => &mut self.compatible,
-            b"reg" => &mut self.reg,
-            b"status" => &mut self.status,
-            b"device_type" => &mut self.device_type,
-            b"ranges" => &mut self.ranges,
-            b"method" => &mut self.method,
-            b"#address-cells" => &mut self.address_cells,
-            b"#size-cells" => &mut self.size_cells,
-            b"reg-shift" => &mut self.reg_shift,
-            b"reg-io-width" => &mut self.reg_io_width,
-            b"clock-frequency" => &mut self.clock_frequency,
-            b"bootargs" => &mut self.bootargs,
-            b"stdout-path" => &mut self.stdout_path,
-            b"linux,initrd-start" => &mut self.initrd_start,
-            b"linux,initrd-end" => &mut self.initrd_end,
-            _ => return,
-        };
-        *slot = Some(value);
+    const EMPTY: Node<'static> = Node {
+        name: &[],
+        present: 0,
+        vals: [&[]; P::COUNT as usize],
+        done: false,
+    };
+
+    fn start(&mut self, name: &'a [u8]) {
+        self.name = name;
+        self.present = 0;
+        self.done = false;
+    }
+
+    fn get(&self, p: P) -> Option<&'a [u8]> {
+        (self.present & (1 << p as u32) != 0).then(|| self.vals[p as usize])
     }
 
     fn enabled(&self) -> bool {
-        fdt::status_enabled(self.status)
+        fdt::status_enabled(self.status())
     }
 
     /// What the node is, from its `compatible` list, in one pass over it.
     fn kind(&self) -> Kind {
-        let Some(v) = self.compatible else {
+        let Some(v) = self.compatible() else {
             return Kind::Other;
         };
         // An unterminated list matches nothing (as `strlist_contains`).
@@ -280,16 +336,16 @@ impl<'a> Node<'a> {
     }
 
     fn is_memory(&self) -> bool {
-        self.device_type == Some(b"memory\0")
+        self.device_type() == Some(b"memory\0")
     }
 
     fn child_cells(&self) -> Result<Cells, DtError> {
-        Cells::from_values(self.address_cells, self.size_cells)
+        Cells::from_values(self.address_cells(), self.size_cells())
     }
 
     /// The node's `reg` entries laid out with the parent's `cells` (none if absent).
     fn regs(&self, cells: Cells) -> Result<Option<fdt::RegIter<'a>>, DtError> {
-        self.reg.map(|v| fdt::reg(v, cells)).transpose()
+        self.reg().map(|v| fdt::reg(v, cells)).transpose()
     }
 }
 
@@ -316,12 +372,13 @@ enum Parent {
     Identity(Cells),
 }
 
-/// Everything gathered in the single walk, before the cross-checks.
-struct Walk<'a> {
+/// Everything gathered in the single walk, before the cross-checks. RAM and
+/// devices go straight into the caller's [`BootInfo`].
+struct Walk<'a, 'b> {
     root_cells: Cells,
-    ram: FixedList<MemRange, MAX_RAM_BANKS>,
+    ram: &'b mut FixedList<MemRange, MAX_RAM_BANKS>,
     reserved: FixedList<MemRange, MAX_RESERVED>,
-    devices: FixedList<MemRange, MAX_DEVICES>,
+    devices: &'b mut FixedList<MemRange, MAX_DEVICES>,
     uarts: FixedList<(&'a [u8], UartDesc), MAX_UARTS>,
     aliases: FixedList<(&'a [u8], &'a [u8]), MAX_ALIASES>,
     chosen: Option<Node<'a>>,
@@ -330,7 +387,25 @@ struct Walk<'a> {
     cpu_count: usize,
 }
 
-impl<'a> Walk<'a> {
+impl<'a, 'b> Walk<'a, 'b> {
+    fn new(
+        ram: &'b mut FixedList<MemRange, MAX_RAM_BANKS>,
+        devices: &'b mut FixedList<MemRange, MAX_DEVICES>,
+    ) -> Self {
+        Walk {
+            root_cells: Cells::DEFAULT,
+            ram,
+            reserved: FixedList::new(),
+            devices,
+            uarts: FixedList::new(),
+            aliases: FixedList::new(),
+            chosen: None,
+            psci: None,
+            gic: None,
+            cpu_count: 0,
+        }
+    }
+
     fn device(&mut self, r: MemRange) -> Result<(), BootInfoError> {
         self.devices
             .insert_merged(r.page_outer())
@@ -366,7 +441,7 @@ impl<'a> Walk<'a> {
         }
         let kind = n.kind();
         if self.psci.is_none() && kind == Kind::Psci {
-            self.psci = match n.method.map(fdt::value_str).transpose()? {
+            self.psci = match n.method().map(fdt::value_str).transpose()? {
                 Some("hvc") => Some(Conduit::Hvc),
                 Some("smc") => Some(Conduit::Smc),
                 _ => return Err(BootInfoError::BadPsciMethod),
@@ -386,9 +461,9 @@ impl<'a> Walk<'a> {
                 self.device(range(b, l, Source::Device)?)?;
             }
         }
-        if n.device_type == Some(b"pci\0") {
+        if n.device_type() == Some(b"pci\0") {
             pci_windows(n, cells, self)?;
-        } else if n.ranges.is_some_and(|v| v.is_empty()) {
+        } else if n.ranges().is_some_and(|v| v.is_empty()) {
             return Ok(Parent::Identity(n.child_cells()?));
         }
         Ok(Parent::Other)
@@ -398,7 +473,7 @@ impl<'a> Walk<'a> {
         match parent {
             Parent::Other => {}
             Parent::Cpus => {
-                if n.device_type == Some(b"cpu\0") {
+                if n.device_type() == Some(b"cpu\0") {
                     self.cpu_count += 1;
                 }
             }
@@ -428,25 +503,13 @@ impl<'a> Walk<'a> {
 
 /// Walks the structure block once, handing each node of depth 1-3 over as soon as
 /// its properties are known (at its first child or at its end).
-fn walk<'a>(dt: &Dt<'a>) -> Result<Walk<'a>, BootInfoError> {
-    let mut w = Walk {
-        root_cells: Cells::DEFAULT,
-        ram: FixedList::new(),
-        reserved: FixedList::new(),
-        devices: FixedList::new(),
-        uarts: FixedList::new(),
-        aliases: FixedList::new(),
-        chosen: None,
-        psci: None,
-        gic: None,
-        cpu_count: 0,
-    };
+fn walk<'a>(dt: &Dt<'a>, w: &mut Walk<'a, '_>) -> Result<(), BootInfoError> {
     // Open nodes at depths 1, 2, 3 (deeper ones are skipped), and what the depth-2
     // node is to its children.
-    let mut open: [Node<'a>; 3] = [Node::default(); 3];
+    let mut open: [Node<'a>; 3] = [Node::EMPTY; 3];
     let mut parent = Parent::Other;
     let mut depth = 0;
-    let finish = |w: &mut Walk<'a>,
+    let finish = |w: &mut Walk<'a, '_>,
                   open: &mut [Node<'a>; 3],
                   parent: &mut Parent,
                   d: usize|
@@ -456,26 +519,25 @@ fn walk<'a>(dt: &Dt<'a>) -> Result<Walk<'a>, BootInfoError> {
             return Ok(());
         }
         n.done = true;
-        let n = *n;
+        let n = &open[d - 1];
         match d {
             1 => w.root_cells = n.child_cells()?,
-            2 => *parent = w.root_child(&n)?,
-            _ => w.grandchild(*parent, &n)?,
+            2 => *parent = w.root_child(n)?,
+            _ => w.grandchild(*parent, n)?,
         }
         Ok(())
     };
     let mut in_aliases = false;
+    const PROP_CACHE: usize = 32;
+    let mut prop_cache: [(u32, Option<P>); PROP_CACHE] = [(0, None); PROP_CACHE];
     for t in dt.tokens() {
         match t? {
             Token::Begin { name, depth: d } => {
                 if (2..=4).contains(&d) {
-                    finish(&mut w, &mut open, &mut parent, d - 1)?;
+                    finish(w, &mut open, &mut parent, d - 1)?;
                 }
                 if d <= 3 {
-                    open[d - 1] = Node {
-                        name,
-                        ..Node::default()
-                    };
+                    open[d - 1].start(name);
                 }
                 if d == 2 {
                     parent = Parent::Other;
@@ -483,23 +545,38 @@ fn walk<'a>(dt: &Dt<'a>) -> Result<Walk<'a>, BootInfoError> {
                 in_aliases = d == 2 && name == b"aliases";
                 depth = d;
             }
-            Token::Prop { name, value } => {
+            Token::Prop {
+                name,
+                nameoff,
+                value,
+            } => {
                 if in_aliases && depth == 2 {
                     let _ = w.aliases.push((name, value));
                 } else if depth <= 3 {
-                    open[depth - 1].record(name, value);
+                    // Which property a name is, cached by its string offset.
+                    let slot = nameoff as usize % PROP_CACHE;
+                    let p = if prop_cache[slot].0 == nameoff + 1 {
+                        prop_cache[slot].1
+                    } else {
+                        let p = P::of(name);
+                        prop_cache[slot] = (nameoff + 1, p);
+                        p
+                    };
+                    if let Some(p) = p {
+                        open[depth - 1].record(p, value);
+                    }
                 }
             }
             Token::End => {
                 if depth <= 3 {
-                    finish(&mut w, &mut open, &mut parent, depth)?;
+                    finish(w, &mut open, &mut parent, depth)?;
                 }
                 in_aliases = false;
                 depth -= 1;
             }
         }
     }
-    Ok(w)
+    Ok(())
 }
 
 /// Derives the boot information.
@@ -511,6 +588,20 @@ pub fn parse<'a>(
     dtb_addr: u64,
     image: &ImageLayout<'_>,
 ) -> Result<BootInfo<'a>, BootInfoError> {
+    let mut bi = BootInfo::empty();
+    parse_into(dtb, dtb_addr, image, &mut bi)?;
+    Ok(bi)
+}
+
+/// [`parse`], filling `bi` in place: the boot path keeps the (few KiB) result where
+/// it is built rather than moving it, which matters on a C library whose `memcpy`
+/// is a byte loop. On error `bi` holds a partial result and must not be used.
+pub fn parse_into<'a>(
+    dtb: &'a [u8],
+    dtb_addr: u64,
+    image: &ImageLayout<'_>,
+    bi: &mut BootInfo<'a>,
+) -> Result<(), BootInfoError> {
     let dt = Dt::open(dtb)?;
     if image.segments.is_empty()
         || image.segments.len() > MAX_SEGMENTS
@@ -519,13 +610,16 @@ pub fn parse<'a>(
         return Err(BootInfoError::BadImageLayout);
     }
     let img = image.extent().ok_or(BootInfoError::BadImageLayout)?;
-    let w = walk(&dt)?;
+    bi.ram = FixedList::new();
+    bi.devices = FixedList::new();
+    let mut w = Walk::new(&mut bi.ram, &mut bi.devices);
+    walk(&dt, &mut w)?;
 
     let dtb_range = range(dtb_addr, dt.total_size() as u64, Source::Dtb)?;
     if dtb_range.overlaps(&img) {
         return Err(BootInfoError::DtbOverlapsImage);
     }
-    let mut ram = w.ram.clone();
+    let ram = &mut *w.ram;
     if ram.is_empty() {
         return Err(BootInfoError::NoMemory);
     }
@@ -574,7 +668,8 @@ pub fn parse<'a>(
     }
 
     // Everything that is not free, then the free remainder of each bank.
-    let mut regions = FixedList::<Region, MAX_REGIONS>::new();
+    let regions = &mut bi.regions;
+    *regions = FixedList::new();
     let too_many = |_| BootInfoError::TooMany(Source::Memory);
     for s in image.segments {
         regions
@@ -597,39 +692,35 @@ pub fn parse<'a>(
     for r in regions.iter() {
         holes.push(r.range).map_err(too_many)?;
     }
-    for bank in ram.iter() {
-        carve_free(bank, holes.iter(), &mut regions).map_err(too_many)?;
+    for bank in w.ram.iter() {
+        carve_free(bank, holes.iter(), regions).map_err(too_many)?;
     }
     regions.sort_by_key(|r| (r.range.start, r.kind));
 
-    let console = w
+    bi.console = w
         .chosen
         .as_ref()
         .and_then(|c| console_from_stdout_path(c, &w))
         .map(|u| (u, ConsoleSource::StdoutPath))
         .or_else(|| w.uarts.get(0).map(|(_, u)| (u, ConsoleSource::FirstUart)));
-    let cmdline = match w.chosen.as_ref().and_then(|c| c.bootargs) {
+    bi.cmdline = match w.chosen.as_ref().and_then(|c| c.bootargs()) {
         Some(v) => Some(fdt::value_str(v)?),
         None => None,
     };
-
-    Ok(BootInfo {
-        regions,
-        ram,
-        devices: w.devices,
-        cmdline,
-        console,
-        psci: w.psci,
-        gic: w.gic,
-        dtb: dtb_range,
-        initrd,
-        cpu_count: w.cpu_count,
-    })
+    bi.psci = w.psci;
+    bi.gic = w.gic;
+    bi.dtb = dtb_range;
+    bi.initrd = initrd;
+    bi.cpu_count = w.cpu_count;
+    Ok(())
 }
 
 fn parse_initrd(chosen: &Node<'_>) -> Result<Option<MemRange>, BootInfoError> {
-    let start = chosen.initrd_start.map(fdt::value_u32_or_u64).transpose()?;
-    let end = chosen.initrd_end.map(fdt::value_u32_or_u64).transpose()?;
+    let start = chosen
+        .initrd_start()
+        .map(fdt::value_u32_or_u64)
+        .transpose()?;
+    let end = chosen.initrd_end().map(fdt::value_u32_or_u64).transpose()?;
     match (start, end) {
         (None, None) => Ok(None),
         (Some(s), Some(e)) if s < e => Ok(Some(MemRange { start: s, end: e })),
@@ -643,13 +734,13 @@ fn uart_desc(n: &Node<'_>, kind: UartKind, cells: Cells) -> Option<UartDesc> {
     let (base, size) = n.regs(cells).ok()??.next()?;
     MemRange::from_base_len(base, size)?;
     let reg_shift = n
-        .reg_shift
+        .reg_shift()
         .map(fdt::value_u32)
         .transpose()
         .ok()?
         .unwrap_or(0);
     let reg_io_width = n
-        .reg_io_width
+        .reg_io_width()
         .map(fdt::value_u32)
         .transpose()
         .ok()?
@@ -664,14 +755,14 @@ fn uart_desc(n: &Node<'_>, kind: UartKind, cells: Cells) -> Option<UartDesc> {
         size,
         reg_shift: reg_shift as u8,
         reg_io_width: reg_io_width as u8,
-        clock_hz: n.clock_frequency.and_then(|v| fdt::value_u32(v).ok()),
+        clock_hz: n.clock_frequency().and_then(|v| fdt::value_u32(v).ok()),
     })
 }
 
 /// Resolves `/chosen/stdout-path` ("serial0", "serial0:115200n8" or "/path@addr").
 /// Only root children are accepted: deeper nodes would need `ranges` translation.
-fn console_from_stdout_path(chosen: &Node<'_>, w: &Walk<'_>) -> Option<UartDesc> {
-    let spec = fdt::value_str(chosen.stdout_path?).ok()?;
+fn console_from_stdout_path(chosen: &Node<'_>, w: &Walk<'_, '_>) -> Option<UartDesc> {
+    let spec = fdt::value_str(chosen.stdout_path()?).ok()?;
     let spec = spec.split(':').next()?;
     let path = if spec.starts_with('/') {
         spec
@@ -721,15 +812,15 @@ fn gic(n: &Node<'_>, kind: Kind, cells: Cells) -> Result<Option<GicDesc>, BootIn
 }
 
 /// The CPU-side windows of a PCI host bridge's `ranges` (3 child address cells).
-fn pci_windows(n: &Node<'_>, parent: Cells, w: &mut Walk<'_>) -> Result<(), BootInfoError> {
-    let Some(v) = n.ranges else {
+fn pci_windows(n: &Node<'_>, parent: Cells, w: &mut Walk<'_, '_>) -> Result<(), BootInfoError> {
+    let Some(v) = n.ranges() else {
         return Ok(());
     };
     // PCI child addresses are 3 cells (phys.hi flags, then 64 bits); sizes 1 or 2.
-    if n.address_cells.map(fdt::value_u32).transpose()? != Some(3) {
+    if n.address_cells().map(fdt::value_u32).transpose()? != Some(3) {
         return Err(DtError::UnsupportedCells.into());
     }
-    let child_size = n.size_cells.map(fdt::value_u32).transpose()?.unwrap_or(2) as usize;
+    let child_size = n.size_cells().map(fdt::value_u32).transpose()?.unwrap_or(2) as usize;
     if !(1..=2).contains(&child_size) {
         return Err(DtError::UnsupportedCells.into());
     }

@@ -157,6 +157,8 @@ impl<'a> Dt<'a> {
             depth: 0,
             started: false,
             done: false,
+            name_off: [0; NAME_CACHE],
+            name_len: [0; NAME_CACHE],
         }
     }
 
@@ -221,10 +223,16 @@ pub enum Token<'a> {
     Prop {
         /// Property name.
         name: &'a [u8],
+        /// The name's offset in the strings block: equal offsets, equal names, which
+        /// lets a reader cache what it decided about a name.
+        nameoff: u32,
         /// Raw value.
         value: &'a [u8],
     },
 }
+
+/// Slots of the property-name cache (direct-mapped by string offset).
+const NAME_CACHE: usize = 32;
 
 /// The structure block's tokens; an error ends the iteration.
 pub struct Tokens<'a> {
@@ -233,6 +241,10 @@ pub struct Tokens<'a> {
     depth: usize,
     started: bool,
     done: bool,
+    /// Validated property names: `nameoff + 1` (0: empty slot) and length. Trees
+    /// repeat a few dozen names hundreds of times; each is scanned once.
+    name_off: [u32; NAME_CACHE],
+    name_len: [u32; NAME_CACHE],
 }
 
 impl<'a> Tokens<'a> {
@@ -283,8 +295,20 @@ impl<'a> Tokens<'a> {
                         return Err(DtError::BadStructure);
                     }
                     self.pos = start + ((len + 3) & !3);
+                    let slot = nameoff % NAME_CACHE;
+                    let name = if self.name_off[slot] == nameoff as u32 + 1 {
+                        let l = self.name_len[slot] as usize;
+                        // Checked when cached: inside the strings block.
+                        &self.dt.strings[nameoff..nameoff + l]
+                    } else {
+                        let n = self.dt.string(nameoff)?;
+                        self.name_off[slot] = nameoff as u32 + 1;
+                        self.name_len[slot] = n.len() as u32;
+                        n
+                    };
                     return Ok(Some(Token::Prop {
-                        name: self.dt.string(nameoff)?,
+                        name,
+                        nameoff: nameoff as u32,
                         value,
                     }));
                 }

@@ -2,6 +2,8 @@
 //! Unikraft version's numbering (the type values moved between 0.17 and 0.18; the
 //! `ffi` glue translates).
 
+use core::mem::MaybeUninit;
+
 /// Granule of the regions handed to the allocator.
 pub const PAGE_SIZE: u64 = 4096;
 
@@ -103,10 +105,11 @@ pub struct Region {
     pub flags: RegionFlags,
 }
 
-/// A fixed-capacity list: the boot path has no allocator.
-#[derive(Debug, Clone)]
-pub struct FixedList<T: Copy + Default, const N: usize> {
-    items: [T; N],
+/// A fixed-capacity list: the boot path has no allocator. Unused slots stay
+/// uninitialised, so creating one costs nothing (the boot path may run on a C
+/// library whose `memset` is a byte loop).
+pub struct FixedList<T: Copy, const N: usize> {
+    items: [MaybeUninit<T>; N],
     len: usize,
 }
 
@@ -114,17 +117,31 @@ pub struct FixedList<T: Copy + Default, const N: usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-impl<T: Copy + Default, const N: usize> Default for FixedList<T, N> {
+impl<T: Copy, const N: usize> Clone for FixedList<T, N> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Copy, const N: usize> Copy for FixedList<T, N> {}
+
+impl<T: Copy + core::fmt::Debug, const N: usize> core::fmt::Debug for FixedList<T, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<T: Copy, const N: usize> Default for FixedList<T, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Copy + Default, const N: usize> FixedList<T, N> {
+impl<T: Copy, const N: usize> FixedList<T, N> {
     /// An empty list.
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
-            items: [T::default(); N],
+            items: [MaybeUninit::uninit(); N],
             len: 0,
         }
     }
@@ -132,7 +149,7 @@ impl<T: Copy + Default, const N: usize> FixedList<T, N> {
     /// Appends an item.
     pub fn push(&mut self, item: T) -> Result<(), Full> {
         let slot = self.items.get_mut(self.len).ok_or(Full)?;
-        *slot = item;
+        slot.write(item);
         self.len += 1;
         Ok(())
     }
@@ -149,7 +166,14 @@ impl<T: Copy + Default, const N: usize> FixedList<T, N> {
 
     /// The items as a slice.
     pub fn as_slice(&self) -> &[T] {
-        &self.items[..self.len]
+        // SAFETY: the first `len` slots were written by `push` (or moved within the
+        // initialised prefix), and `MaybeUninit<T>` has `T`'s layout.
+        unsafe { core::slice::from_raw_parts(self.items.as_ptr().cast::<T>(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in `as_slice`.
+        unsafe { core::slice::from_raw_parts_mut(self.items.as_mut_ptr().cast::<T>(), self.len) }
     }
 
     /// The items in order.
@@ -165,7 +189,7 @@ impl<T: Copy + Default, const N: usize> FixedList<T, N> {
     /// Sorts the items by a key (insertion sort: lists are short and this needs no
     /// allocator).
     pub fn sort_by_key<K: Ord>(&mut self, key: impl Fn(&T) -> K) {
-        let items = &mut self.items[..self.len];
+        let items = self.as_mut_slice();
         for i in 1..items.len() {
             let mut j = i;
             while j > 0 && key(&items[j - 1]) > key(&items[j]) {
@@ -180,7 +204,7 @@ impl<const N: usize> FixedList<MemRange, N> {
     /// Adds `r`, keeping the list sorted and merging ranges that overlap or touch,
     /// so a blob with many small windows (QEMU's 32 virtio-mmio slots) fits.
     pub fn insert_merged(&mut self, r: MemRange) -> Result<(), Full> {
-        let items = &mut self.items[..self.len];
+        let items = self.as_mut_slice();
         // First range that ends at or after r.start: everything before stays.
         let first = items.partition_point(|x| x.end < r.start);
         // Ranges from `first` that start at or before r.end merge with r.
@@ -194,18 +218,13 @@ impl<const N: usize> FixedList<MemRange, N> {
         if last > first {
             // Replace items[first..last] by `merged`, closing the gap.
             items[first] = merged;
-            let removed = last - first - 1;
             items.copy_within(last.., first + 1);
-            self.len -= removed;
+            self.len -= last - first - 1;
             return Ok(());
         }
-        if self.len == N {
-            return Err(Full);
-        }
-        self.len += 1;
-        let items = &mut self.items[..self.len];
-        items.copy_within(first..self.len - 1, first + 1);
-        items[first] = merged;
+        // Insert at `first`: append, then rotate it into place.
+        self.push(merged)?;
+        self.as_mut_slice()[first..].rotate_right(1);
         Ok(())
     }
 }

@@ -33,7 +33,7 @@ fn ours(blob: &[u8]) -> Result<Vec<Ev>, plat_kvm_arm::fdt::DtError> {
     for t in dt.tokens() {
         out.push(match t? {
             Token::Begin { name, depth } => Ev::Begin(name.to_vec(), depth),
-            Token::Prop { name, value } => Ev::Prop(name.to_vec(), value.to_vec()),
+            Token::Prop { name, value, .. } => Ev::Prop(name.to_vec(), value.to_vec()),
             Token::End => Ev::End,
         });
     }

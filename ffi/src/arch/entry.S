@@ -3,10 +3,11 @@
  * plat/kvm/arm/entry64.S). Linux arm64 boot protocol: MMU off, x0 = DTB.
  *
  * Only what cannot be Rust is here: the Image header, leaving EL2, disabling a
- * left-on MMU, the first stack, zeroing .bss and the early vectors. Everything
- * else, including building the page tables and enabling the MMU, is done by
- * plat_boot() in Rust, which is written not to need the MMU (strict alignment,
- * no atomics) and invalidates what it wrote before turning caches on.
+ * left-on MMU, the first stacks and the early vectors. Everything else,
+ * including building the page tables, enabling the MMU and zeroing .bss, is done
+ * by plat_boot() in Rust, which is written not to need the MMU (strict
+ * alignment, no atomics, no .bss) and invalidates what it wrote before turning
+ * caches on.
  */
 
 	.equ SCTLR_M, (1 << 0)
@@ -113,28 +114,11 @@ _libkvmplat_entry:
 	mov	x21, x0
 
 	/*
-	 * Drop any cache line over the writable part of the image (data, .bss,
-	 * stacks, page tables): we are about to write it with caches off. Text and
-	 * rodata are only read, so a clean line there holds what memory holds.
+	 * .bss is zeroed by plat_boot once the MMU and caches are on (as Linux
+	 * does, and with DC ZVA): nothing before that touches it. What is written
+	 * with caches off (.data state, stacks, page tables) is invalidated from
+	 * the caches before they are turned on.
 	 */
-	ldr	x0, =_tls_start
-	ldr	x1, =_end
-	bl	plat_dcache_inval
-
-	/* FP/SIMD stays trapped unless the build enables it (plat_boot does). */
-
-	/*
-	 * Zero .bss (Unikraft 0.17 relied on the loader; a realm cannot). The
-	 * stacks and the page-table pool live after it, in .plat_noinit, and
-	 * need no zeroing: that is most of the image's size.
-	 */
-	ldr	x0, =__bss_start
-	ldr	x1, =_plat_bss_end
-3:	cmp	x0, x1
-	b.hs	4f
-	stp	xzr, xzr, [x0], #16
-	b	3b
-4:
 	ldr	x0, =plat_boot_stack_top
 	mov	sp, x0
 	mov	x0, x19
