@@ -1,30 +1,13 @@
 //! Boot info edge cases and hostile input, on trees written with rust-vmm's `vm-fdt`.
 
-use plat_kvm_arm::bootinfo::{
-    self, BootInfo, BootInfoError, ConsoleSource, ImageLayout, ImageSegment, Source,
-};
+use plat_kvm_arm::bootinfo::{self, BootInfo, BootInfoError, ConsoleSource, ImageLayout, Source};
 use plat_kvm_arm::console::UartKind;
 use plat_kvm_arm::fdt::DtError;
-use plat_kvm_arm::memregion::{MemRange, RegionFlags, RegionKind};
+use plat_kvm_arm::memregion::{MemRange, RegionKind};
 use plat_kvm_arm::psci::Conduit;
 use vm_fdt::{FdtReserveEntry, FdtWriter};
 
-const IMG: [ImageSegment; 2] = [
-    ImageSegment {
-        range: MemRange {
-            start: 0x8010_0000,
-            end: 0x8014_0000,
-        },
-        flags: RegionFlags::RX,
-    },
-    ImageSegment {
-        range: MemRange {
-            start: 0x8014_0000,
-            end: 0x8020_0000,
-        },
-        flags: RegionFlags::RW,
-    },
-];
+use plat_tests::TEST_IMAGE as IMG;
 const DTB_AT: u64 = 0x83e0_0000;
 
 /// A UART node: name, compatible, base, extra u32 properties.

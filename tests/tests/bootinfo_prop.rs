@@ -2,27 +2,12 @@
 //! run in `make test`): arbitrary corruption never panics, and whatever is accepted
 //! is self-consistent.
 
-use plat_kvm_arm::bootinfo::{self, BootInfo, ImageLayout, ImageSegment};
-use plat_kvm_arm::memregion::{MemRange, RegionFlags, RegionKind};
+use plat_kvm_arm::bootinfo::{self, BootInfo, ImageLayout};
+use plat_kvm_arm::memregion::RegionKind;
 use proptest::prelude::*;
 use vm_fdt::FdtWriter;
 
-const IMG: [ImageSegment; 2] = [
-    ImageSegment {
-        range: MemRange {
-            start: 0x8010_0000,
-            end: 0x8014_0000,
-        },
-        flags: RegionFlags::RX,
-    },
-    ImageSegment {
-        range: MemRange {
-            start: 0x8014_0000,
-            end: 0x8020_0000,
-        },
-        flags: RegionFlags::RW,
-    },
-];
+use plat_tests::TEST_IMAGE as IMG;
 
 fn base_tree(mem: &[(u64, u64)], initrd: Option<(u64, u64)>) -> Vec<u8> {
     let mut w = FdtWriter::new().unwrap();
