@@ -30,3 +30,31 @@ pub fn fixtures_dir() -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
     dir.is_dir().then_some(dir)
 }
+
+/// Deterministic printable text with about one newline per 21 bytes (console tests
+/// and the console bench).
+pub fn text(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            match seed % 64 {
+                0..=2 => b'\n',
+                n => b' ' + (n * 7 % 95) as u8,
+            }
+        })
+        .collect()
+}
+
+/// `input` with every `\n` turned into `\r\n`, as the drivers send it.
+pub fn crlf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() * 2);
+    for &b in input {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}

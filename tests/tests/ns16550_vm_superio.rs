@@ -4,6 +4,7 @@
 //! vm-superio decodes register indices 0..=7 and its THR is always empty, so the
 //! TX-full paths are tested against small fakes at the end of this file.
 
+use plat_tests::{crlf, text};
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 
@@ -135,35 +136,6 @@ const LAYOUTS: [(u8, usize); 2] = [(0, 1), (2, 4)];
 fn uart(bus: &SuperioBus, crlf: bool) -> Ns16550<Mmio16550<&SuperioBus>> {
     let io = Mmio16550::on_bus(bus, bus.shift, bus.width as u8).unwrap();
     Ns16550::new(io, crlf)
-}
-
-fn crlf(input: &[u8]) -> Vec<u8> {
-    input
-        .iter()
-        .flat_map(|&b| {
-            if b == b'\n' {
-                vec![b'\r', b'\n']
-            } else {
-                vec![b]
-            }
-        })
-        .collect()
-}
-
-/// Deterministic printable text with newlines (xorshift; no seed from the clock so a
-/// failure reproduces).
-fn text(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            match seed % 64 {
-                0..=2 => b'\n',
-                n => b' ' + (n * 7 % 95) as u8,
-            }
-        })
-        .collect()
 }
 
 #[test]

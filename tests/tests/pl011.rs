@@ -2,6 +2,7 @@
 //! on: FR (TXFE/TXFF/RXFE/BUSY) tracking a 16-byte TX FIFO and an RX queue, DR, and
 //! the baud divisor being latched only by a write to LCR_H.
 
+use plat_tests::{crlf, text};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
@@ -160,33 +161,6 @@ impl Pl011Io for FakePl011 {
             _ => {}
         }
     }
-}
-
-fn crlf(input: &[u8]) -> Vec<u8> {
-    input
-        .iter()
-        .flat_map(|&b| {
-            if b == b'\n' {
-                vec![b'\r', b'\n']
-            } else {
-                vec![b]
-            }
-        })
-        .collect()
-}
-
-fn text(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            match seed % 64 {
-                0..=2 => b'\n',
-                n => b' ' + (n * 7 % 95) as u8,
-            }
-        })
-        .collect()
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //!
 //! Run as `cargo run -q --release -p plat-tests --bin bench-console`.
 
+use plat_tests::{crlf, text};
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -107,34 +108,6 @@ impl Pl011Io for QemuPl011 {
             self.out.borrow_mut().push(value as u8);
         }
     }
-}
-
-/// Deterministic printable text with about one newline per 21 bytes.
-fn text(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            match seed % 64 {
-                0..=2 => b'\n',
-                n => b' ' + (n * 7 % 95) as u8,
-            }
-        })
-        .collect()
-}
-
-fn crlf(input: &[u8]) -> Vec<u8> {
-    input
-        .iter()
-        .flat_map(|&b| {
-            if b == b'\n' {
-                vec![b'\r', b'\n']
-            } else {
-                vec![b]
-            }
-        })
-        .collect()
 }
 
 fn bench_ns16550(input: &[u8]) -> Result<Counts, String> {
