@@ -129,6 +129,7 @@ endif
 # Differential tests of realm images: machine model vs the real TF-RMM (needs
 # RME_FIRMWARE; prints SKIPPED without it).
 rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img
+	cd tools/rmm-launcher && $(CARGO) build -q --release   # built even when the tests skip
 	tools/rmm-launcher/run-tests $(BUILD)
 
 test: lint staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test
