@@ -529,7 +529,7 @@ fn walk<'a>(dt: &Dt<'a>, w: &mut Walk<'a, '_>) -> Result<(), BootInfoError> {
     };
     let mut in_aliases = false;
     const PROP_CACHE: usize = 32;
-    let mut prop_cache: [(u32, Option<P>); PROP_CACHE] = [(0, None); PROP_CACHE];
+    let mut prop_cache: [(u64, Option<P>); PROP_CACHE] = [(0, None); PROP_CACHE];
     for t in dt.tokens() {
         match t? {
             Token::Begin { name, depth: d } => {
@@ -554,12 +554,14 @@ fn walk<'a>(dt: &Dt<'a>, w: &mut Walk<'a, '_>) -> Result<(), BootInfoError> {
                     let _ = w.aliases.push((name, value));
                 } else if depth <= 3 {
                     // Which property a name is, cached by its string offset.
+                    // Keys are `nameoff + 1` in u64 (0: empty), so no offset wraps.
                     let slot = nameoff as usize % PROP_CACHE;
-                    let p = if prop_cache[slot].0 == nameoff + 1 {
+                    let key = u64::from(nameoff) + 1;
+                    let p = if prop_cache[slot].0 == key {
                         prop_cache[slot].1
                     } else {
                         let p = P::of(name);
-                        prop_cache[slot] = (nameoff + 1, p);
+                        prop_cache[slot] = (key, p);
                         p
                     };
                     if let Some(p) = p {

@@ -243,7 +243,7 @@ pub struct Tokens<'a> {
     done: bool,
     /// Validated property names: `nameoff + 1` (0: empty slot) and length. Trees
     /// repeat a few dozen names hundreds of times; each is scanned once.
-    name_off: [u32; NAME_CACHE],
+    name_off: [u64; NAME_CACHE],
     name_len: [u32; NAME_CACHE],
 }
 
@@ -295,16 +295,22 @@ impl<'a> Tokens<'a> {
                         return Err(DtError::BadStructure);
                     }
                     self.pos = start + ((len + 3) & !3);
+                    // Slots hold `nameoff + 1` (0: empty), computed in u64 so a hostile
+                    // offset of u32::MAX cannot wrap onto an empty slot.
                     let slot = nameoff % NAME_CACHE;
-                    let name = if self.name_off[slot] == nameoff as u32 + 1 {
+                    let key = nameoff as u64 + 1;
+                    let cached = (self.name_off[slot] == key).then(|| {
                         let l = self.name_len[slot] as usize;
-                        // Checked when cached: inside the strings block.
-                        &self.dt.strings[nameoff..nameoff + l]
-                    } else {
-                        let n = self.dt.string(nameoff)?;
-                        self.name_off[slot] = nameoff as u32 + 1;
-                        self.name_len[slot] = n.len() as u32;
-                        n
+                        self.dt.strings.get(nameoff..nameoff + l)
+                    });
+                    let name = match cached.flatten() {
+                        Some(n) => n,
+                        None => {
+                            let n = self.dt.string(nameoff)?;
+                            self.name_off[slot] = key;
+                            self.name_len[slot] = n.len() as u32;
+                            n
+                        }
                     };
                     return Ok(Some(Token::Prop {
                         name,
@@ -474,6 +480,35 @@ mod tests {
         assert!(status_enabled(Some(b"okay\0")));
         assert!(!status_enabled(Some(b"disabled\0")));
         assert!(!status_enabled(Some(b"okay")));
+    }
+
+    /// Found by the fuzzer: a property whose name offset is u32::MAX once wrapped
+    /// the name cache's key onto an empty slot and indexed out of bounds.
+    #[test]
+    fn name_offset_u32_max_is_an_error() {
+        // Header (40 bytes), empty reservation map (16), then the structure block:
+        // BEGIN_NODE "" | PROP len 0 nameoff 0xffffffff | END_NODE | END; no strings.
+        let mut b = std::vec![0u8; 40 + 16];
+        let words: [u32; 8] = [1, 0, 3, 0, u32::MAX, 2, 9, 0];
+        for w in &words[..7] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        let total = b.len() as u32;
+        let put = |b: &mut std::vec::Vec<u8>, at: usize, v: u32| {
+            b[at..at + 4].copy_from_slice(&v.to_be_bytes())
+        };
+        put(&mut b, 0, FDT_MAGIC);
+        put(&mut b, 4, total);
+        put(&mut b, 8, 56); // off_dt_struct
+        put(&mut b, 12, total); // off_dt_strings
+        put(&mut b, 16, 40); // off_mem_rsvmap
+        put(&mut b, 20, 17);
+        put(&mut b, 24, 16);
+        put(&mut b, 32, 0); // size_dt_strings
+        put(&mut b, 36, total - 56); // size_dt_struct
+        let dt = Dt::open(&b).unwrap();
+        let r: std::vec::Vec<_> = dt.tokens().collect();
+        assert_eq!(r.last(), Some(&Err(DtError::BadString)));
     }
 
     #[test]
