@@ -1,11 +1,12 @@
 //! The boot path at EL1: from `_libkvmplat_entry` (in `arch/entry.S`) to Unikraft
 //! 0.17's `_ukplat_entry`.
 //!
-//! [`plat_boot`] runs first with the MMU off. It is written for that: no atomics
-//! and no unaligned accesses (the target is strict-align), and every byte it
-//! writes lies in the image, whose cache lines are invalidated before the MMU and
-//! caches go on. The order follows Unikraft 0.17's `entry64.S` / `early_init.c`:
-//! boot info from the DTB, the console, coalescing, the command line, then C.
+//! [`plat_boot`] runs first with the MMU off. It is written for that: no atomics,
+//! no unaligned accesses (the target is strict-align), and no `.bss` (zeroed only
+//! once the MMU is on); what it writes (`.data` state, `.plat_noinit` stacks and
+//! tables) is invalidated from the caches before they go on. The order follows
+//! Unikraft 0.17's `entry64.S` / `early_init.c`: boot info from the DTB, the
+//! console, coalescing, the command line, then C. See `docs/boot.md`.
 
 use crate::console;
 use crate::uk017;
@@ -47,8 +48,8 @@ impl<T: Copy> BootCell<T> {
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[Table; PT_POOL_TABLES]>);
-// The builder clears each table it takes, so the pool is kept out of the .bss
-// range the entry code zeroes (see the linker script's `_plat_bss_end`).
+// The builder clears each table it takes, and the pool is written with the MMU
+// off, before `.bss` is zeroed: so it lives in `.plat_noinit`, after `_plat_bss_end`.
 // SAFETY: used once, by the boot CPU, while building the tables.
 unsafe impl Sync for Pool {}
 #[unsafe(link_section = ".plat_noinit.pt_pool")]
