@@ -242,11 +242,9 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     hand_off(dtb, &bi, &uart)
 }
 
-fn read_boot_info<'a>(
-    dtb: u64,
-    image: &ImageLayout<'_>,
-    bi: &mut BootInfo<'a>,
-) -> Result<(), BootError> {
+/// The DTB x0 points at, bounded by its header's `totalsize` (at most
+/// `fdt::MAX_DTB_SIZE`). Used by the realm probe and by the boot-info parse.
+pub(crate) fn dtb_blob(dtb: u64) -> Result<&'static [u8], BootError> {
     if dtb == 0 || !dtb.is_multiple_of(8) {
         return Err(BootError::DtbAddress(dtb));
     }
@@ -256,12 +254,19 @@ fn read_boot_info<'a>(
     let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) };
     let total = fdt::total_size(header, fdt::MAX_DTB_SIZE)
         .map_err(|e| BootError::Parse(bootinfo::BootInfoError::Dt(e)))?;
-    // SAFETY: `total` is bounded by MAX_DTB_SIZE; the blob is not written while borrowed.
-    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, total) };
-    bootinfo::parse_into(blob, dtb, image, bi).map_err(BootError::Parse)
+    // SAFETY: `total` is bounded by MAX_DTB_SIZE; nothing writes the blob during boot.
+    Ok(unsafe { core::slice::from_raw_parts(dtb as *const u8, total) })
 }
 
-enum BootError {
+fn read_boot_info(
+    dtb: u64,
+    image: &ImageLayout<'_>,
+    bi: &mut BootInfo<'static>,
+) -> Result<(), BootError> {
+    bootinfo::parse_into(dtb_blob(dtb)?, dtb, image, bi).map_err(BootError::Parse)
+}
+
+pub(crate) enum BootError {
     DtbAddress(u64),
     Parse(bootinfo::BootInfoError),
 }

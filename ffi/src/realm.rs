@@ -84,27 +84,15 @@ unsafe extern "C" {
 /// Refuses a DTB that overlaps the image before `.bss` is zeroed (which would
 /// silently destroy it). A header that cannot be read is left for `plat_boot`.
 fn dtb_outside_image(dtb: u64) {
-    use plat_kvm_arm::fdt;
-    if dtb == 0 || !dtb.is_multiple_of(8) {
+    use plat_kvm_arm::memregion::MemRange;
+    let Ok(blob) = crate::boot::dtb_blob(dtb) else {
         return;
-    }
-    // SAFETY: linker symbols; only their addresses are used.
-    let (start, end) = unsafe {
-        (
-            &_plat_image_start as *const u8 as u64,
-            &_end as *const u8 as u64,
-        )
     };
-    if dtb >= start && dtb < end {
-        crate::boot::fatal(format_args!("device tree overlaps the image"));
-    }
-    // SAFETY: x0 points at the DTB per the boot protocol (a lie faults into the
-    // early vectors); only the 40-byte header is read.
-    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) };
-    if let Ok(total) = fdt::total_size(header, fdt::MAX_DTB_SIZE)
-        && dtb < end
-        && dtb + total as u64 > start
-    {
+    let image = MemRange {
+        start: &raw const _plat_image_start as u64,
+        end: &raw const _end as u64,
+    };
+    if MemRange::from_base_len(dtb, blob.len() as u64).is_some_and(|d| d.overlaps(&image)) {
         crate::boot::fatal(format_args!("device tree overlaps the image"));
     }
 }
@@ -117,8 +105,7 @@ mod imp {
     use super::*;
     use crate::boot::{CONDUIT, fatal};
     use core::ffi::{c_int, c_void};
-    use plat_kvm_arm::bootinfo::BootInfo;
-    use plat_kvm_arm::fdt::{self, Dt, Token};
+    use plat_kvm_arm::bootinfo::{self, BootInfo};
     use plat_kvm_arm::psci::Conduit;
     use plat_kvm_arm::realm;
     use plat_kvm_arm::rsi::{self, ChangeDestroyed, RealmConfig, RsiError};
@@ -137,53 +124,6 @@ mod imp {
         static __bss_start: u8;
     }
 
-    /// `/psci` `method` from a token walk (no `.bss`, little stack): the probe only
-    /// issues an SMC where the DT says SMC is the firmware conduit.
-    fn psci_method(dtb: u64) -> Option<Conduit> {
-        if dtb == 0 || !dtb.is_multiple_of(8) {
-            return None;
-        }
-        // SAFETY: x0 points at the DTB per the boot protocol; a lie faults into the
-        // early vectors. Only the header is read before its size is checked.
-        let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) };
-        let total = fdt::total_size(header, fdt::MAX_DTB_SIZE).ok()?;
-        // SAFETY: bounded by MAX_DTB_SIZE as above.
-        let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, total) };
-        let dt = Dt::open(blob).ok()?;
-        let (mut depth, mut is_psci, mut method) = (0, false, None);
-        for t in dt.tokens() {
-            match t.ok()? {
-                Token::Begin { depth: d, .. } => {
-                    if depth == 2 && is_psci {
-                        break;
-                    }
-                    depth = d;
-                    is_psci = false;
-                    method = None;
-                }
-                Token::Prop { name, value, .. } if depth == 2 => match name {
-                    b"compatible" => {
-                        is_psci |= fdt::strlist_contains(value, "arm,psci-0.2")
-                            || fdt::strlist_contains(value, "arm,psci-1.0")
-                            || fdt::strlist_contains(value, "arm,psci");
-                    }
-                    b"method" => method = fdt::value_str(value).ok(),
-                    _ => {}
-                },
-                Token::End => {
-                    if depth == 2 && is_psci {
-                        break;
-                    }
-                    depth -= 1;
-                }
-                Token::Prop { .. } => {}
-            }
-        }
-        if !is_psci {
-            return None;
-        }
-        Conduit::from_method(method?)
-    }
 
     fn page_range(start: u64, end: u64) -> core::ops::Range<u64> {
         (start & !0xfff)..((end + 0xfff) & !0xfff)
@@ -192,7 +132,11 @@ mod imp {
     /// See [`plat_realm_probe`].
     pub(super) unsafe fn probe(dtb: u64) -> u64 {
         let smc = Conduit::Smc;
-        if psci_method(dtb) != Some(Conduit::Smc) {
+        // Only issue an SMC where the DT names SMC as the firmware conduit.
+        let psci = crate::boot::dtb_blob(dtb)
+            .ok()
+            .and_then(bootinfo::psci_conduit);
+        if psci != Some(Conduit::Smc) {
             if REQUIRE_REALM {
                 fatal(format_args!(
                     "built for Arm CCA realms only, and /psci is not smc"

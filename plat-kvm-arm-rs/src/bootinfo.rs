@@ -717,6 +717,49 @@ pub fn parse_into<'a>(
     Ok(())
 }
 
+/// The PSCI conduit alone, from a token walk that stops at `/psci`: what the Arm CCA
+/// realm probe needs to decide whether an SMC is safe, before anything else of the
+/// tree is looked at (and before `.bss` may be touched). `None` if the tree is
+/// malformed, has no PSCI node, or names another method.
+pub fn psci_conduit(dtb: &[u8]) -> Option<Conduit> {
+    let dt = Dt::open(dtb).ok()?;
+    let mut node = Node::EMPTY;
+    let mut depth = 0;
+    let conduit = |n: &Node<'_>| match n.method().map(fdt::value_str) {
+        Some(Ok("hvc")) => Some(Conduit::Hvc),
+        Some(Ok("smc")) => Some(Conduit::Smc),
+        _ => None,
+    };
+    for t in dt.tokens() {
+        match t.ok()? {
+            Token::Begin { name, depth: d } => {
+                // A root child's properties are complete at its first child.
+                if depth == 2 && node.kind() == Kind::Psci {
+                    return conduit(&node);
+                }
+                if d == 2 {
+                    node.start(name);
+                }
+                depth = d;
+            }
+            Token::Prop { name, value, .. } => {
+                if depth == 2
+                    && let Some(p) = P::of(name)
+                {
+                    node.record(p, value);
+                }
+            }
+            Token::End => {
+                if depth == 2 && node.kind() == Kind::Psci {
+                    return conduit(&node);
+                }
+                depth -= 1;
+            }
+        }
+    }
+    None
+}
+
 fn parse_initrd(chosen: &Node<'_>) -> Result<Option<MemRange>, BootInfoError> {
     let start = chosen
         .initrd_start()

@@ -332,6 +332,24 @@ fn alias_to_a_non_path_is_ignored() {
 }
 
 #[test]
+fn psci_shortcut_matches_the_parse() {
+    for psci in [Some("smc"), Some("hvc"), Some("svc"), None] {
+        let blob = Tree {
+            psci,
+            ..Default::default()
+        }
+        .build();
+        let want = match psci {
+            Some("smc") => Some(Conduit::Smc),
+            Some("hvc") => Some(Conduit::Hvc),
+            _ => None,
+        };
+        assert_eq!(bootinfo::psci_conduit(&blob), want, "{psci:?}");
+    }
+    assert_eq!(bootinfo::psci_conduit(b"not a tree"), None);
+}
+
+#[test]
 fn psci_conduit_and_absence() {
     assert_eq!(
         Tree {

@@ -251,8 +251,11 @@ fn every_fixture_parses() {
                 };
                 let seg = segments(base);
                 let dtb_addr = base + 0x300_0000;
-                bootinfo::parse(&blob, dtb_addr, &ImageLayout { segments: &seg })
+                let bi = bootinfo::parse(&blob, dtb_addr, &ImageLayout { segments: &seg })
                     .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                // The realm probe's shortcut must agree with the full parse.
+                assert_eq!(bootinfo::psci_conduit(&blob), bi.psci, "{}", p.display());
+                assert!(bi.psci.is_some());
                 n += 1;
             }
         }
