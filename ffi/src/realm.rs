@@ -124,7 +124,6 @@ mod imp {
         static __bss_start: u8;
     }
 
-
     fn page_range(start: u64, end: u64) -> core::ops::Range<u64> {
         (start & !0xfff)..((end + 0xfff) & !0xfff)
     }
