@@ -19,16 +19,10 @@ static BUF: Buf = Buf(UnsafeCell::new([0; MAX]));
 
 /// Builds the command line; an empty slice when the DT has no `bootargs`.
 pub(crate) fn compose(bootargs: Option<&str>) -> &'static [u8] {
-    let Some(args) = bootargs else { return &[] };
     // SAFETY: see `Buf`'s `Sync`; called once during boot.
     let buf = unsafe { &mut *BUF.0.get() };
-    let n = UK_NAME.len() + 1 + args.len();
-    if n >= MAX {
-        crate::boot::fatal(format_args!("command line longer than {} bytes", MAX - 1));
+    match crate::uk017::compose_cmdline(UK_NAME, bootargs, buf) {
+        Ok(c) => c,
+        Err(_) => crate::boot::fatal(format_args!("command line longer than {} bytes", MAX - 1)),
     }
-    buf[..UK_NAME.len()].copy_from_slice(UK_NAME.as_bytes());
-    buf[UK_NAME.len()] = b' ';
-    buf[UK_NAME.len() + 1..n].copy_from_slice(args.as_bytes());
-    buf[n] = 0;
-    &buf[..n]
 }

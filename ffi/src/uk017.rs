@@ -230,6 +230,32 @@ pub unsafe fn has_type(bi: *const Bootinfo, memrt: u16) -> bool {
         .any(|i| unsafe { (*base.add(i)).r#type } == memrt)
 }
 
+/// The command line Unikraft 0.17's `ukplat_bootinfo_fdt_post_setup` builds:
+/// `"<UK_NAME> <bootargs>"`, NUL-terminated in `buf`; the returned slice excludes
+/// the NUL. Without bootargs, none (setup.c then uses `CONFIG_UK_NAME` alone).
+///
+/// # Errors
+///
+/// [`CapacityExceeded`] if `buf` cannot hold it.
+pub fn compose_cmdline<'b>(
+    uk_name: &str,
+    bootargs: Option<&str>,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], CapacityExceeded> {
+    let Some(args) = bootargs else {
+        return Ok(&[]);
+    };
+    let n = uk_name.len() + 1 + args.len();
+    if n >= buf.len() {
+        return Err(CapacityExceeded);
+    }
+    buf[..uk_name.len()].copy_from_slice(uk_name.as_bytes());
+    buf[uk_name.len()] = b' ';
+    buf[uk_name.len() + 1..n].copy_from_slice(args.as_bytes());
+    buf[n] = 0;
+    Ok(&buf[..n])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +277,22 @@ mod tests {
             (0x8fe0_0000, 0x10, 0x1ff0, 2)
         );
         assert_eq!((d.r#type, d.flags), (0x20, 1));
+    }
+
+    #[test]
+    fn cmdline_as_unikraft_0_17_builds_it() {
+        let mut buf = [0xffu8; 16];
+        assert_eq!(
+            compose_cmdline("hello", Some("a=1 b"), &mut buf),
+            Ok(&b"hello a=1 b"[..])
+        );
+        assert_eq!(buf[11], 0);
+        assert_eq!(compose_cmdline("hello", None, &mut buf), Ok(&b""[..]));
+        // 5 + 1 + 10 bytes and the NUL do not fit in 16.
+        assert_eq!(
+            compose_cmdline("hello", Some("0123456789"), &mut buf),
+            Err(CapacityExceeded)
+        );
     }
 
     #[test]
