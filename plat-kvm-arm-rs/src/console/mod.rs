@@ -3,6 +3,94 @@
 pub mod ns16550;
 pub mod pl011;
 
+/// The transmitter stayed full for a whole spin budget; the byte was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxTimeout;
+
+/// Default number of status polls a transmit wait may spend before giving up.
+pub const DEFAULT_SPIN_BUDGET: u32 = 1 << 20;
+
+/// Transmit pacing shared by the UART drivers.
+///
+/// Counts the bytes the TX FIFO can still take without another status read (only
+/// we fill it, so the count is a lower bound and stays valid across calls), and
+/// bounds each wait by a spin budget; after one timeout a dead UART costs one poll
+/// per call rather than another budget, until it drains again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxPacer {
+    budget: u32,
+    room: u8,
+    stalled: bool,
+}
+
+impl TxPacer {
+    pub(crate) const fn new() -> Self {
+        Self {
+            budget: DEFAULT_SPIN_BUDGET,
+            room: 0,
+            stalled: false,
+        }
+    }
+
+    /// Replaces the budget (at least 1 poll).
+    pub(crate) const fn with_budget(mut self, polls: u32) -> Self {
+        self.budget = if polls == 0 { 1 } else { polls };
+        self
+    }
+
+    pub(crate) const fn budget(&self) -> u32 {
+        self.budget
+    }
+
+    /// Forgets the counted room and any stall (after the UART was reprogrammed).
+    pub(crate) fn reset(&mut self) {
+        self.room = 0;
+        self.stalled = false;
+    }
+
+    /// Takes room for one byte. When the counted room is used up, polls `status`,
+    /// which returns how many bytes the FIFO can take now (0: none yet).
+    pub(crate) fn reserve(&mut self, mut status: impl FnMut() -> u8) -> Result<(), TxTimeout> {
+        if self.room == 0 {
+            let polls = if self.stalled { 1 } else { self.budget };
+            for _ in 0..polls {
+                self.room = status();
+                if self.room != 0 {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+            self.stalled = self.room == 0;
+            if self.stalled {
+                return Err(TxTimeout);
+            }
+        }
+        self.room -= 1;
+        Ok(())
+    }
+}
+
+/// Sends one byte through `push`, `\n` as `\r\n` when `crlf` (as Unikraft 0.17's
+/// drivers do). On a timeout the byte (or a translated newline's `\n`) was not sent.
+pub(crate) fn put_translated(
+    byte: u8,
+    crlf: bool,
+    mut push: impl FnMut(u8) -> Result<(), TxTimeout>,
+) -> Result<(), TxTimeout> {
+    if crlf && byte == b'\n' {
+        push(b'\r')?;
+    }
+    push(byte)
+}
+
+/// Sends `buf` byte by byte through `putc`; returns how many of its bytes went out
+/// (short when the transmitter stopped draining: the rest is dropped, not waited for).
+pub(crate) fn write_all(buf: &[u8], mut putc: impl FnMut(u8) -> Result<(), TxTimeout>) -> usize {
+    buf.iter()
+        .position(|&b| putc(b).is_err())
+        .unwrap_or(buf.len())
+}
+
 /// Which UART model a console node describes (from its `compatible`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UartKind {

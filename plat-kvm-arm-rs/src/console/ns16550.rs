@@ -12,7 +12,7 @@
 
 use tock_registers::register_bitfields;
 
-use super::{ConfigError, UartDesc};
+use super::{ConfigError, TxPacer, UartDesc, put_translated, write_all};
 use crate::mmio::{MmioRegion, RegisterBus};
 
 /// Register indices (before `reg-shift` is applied).
@@ -151,9 +151,7 @@ pub const BAUD_RATE: u32 = 115_200;
 
 /// LSR polls a wait may spend before the driver declares the transmitter stuck.
 ///
-/// Generous enough for a real 16550 at 115200 Bd to drain a full FIFO (about 1.4 ms)
-/// even with fast register reads; a VMM's model reports THRE at once.
-pub const DEFAULT_SPIN_BUDGET: u32 = 1 << 20;
+pub use super::DEFAULT_SPIN_BUDGET;
 
 /// Access to the eight 16550 registers by index, whatever their spacing and width.
 pub trait Uart16550Io {
@@ -311,25 +309,16 @@ impl<B: RegisterBus> Uart16550Io for Mmio16550<B> {
     }
 }
 
-/// The transmitter did not accept data within the spin budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxTimeout;
+pub use super::TxTimeout;
 
 /// A 16550A driver over a register backend.
 #[derive(Debug)]
 pub struct Ns16550<B> {
     io: B,
     crlf: bool,
-    spin_budget: u32,
     fifo_depth: u8,
-    /// Bytes that can still be written to THR without polling: the FIFO was seen
-    /// empty and we have written `fifo_depth - tx_room` bytes since. Only we fill the
-    /// FIFO, so this is a lower bound on the real free space and stays valid across
-    /// calls.
-    tx_room: u8,
-    /// The last wait timed out; until THRE is seen again, waits poll once instead of
-    /// burning the whole budget on every call to a dead UART.
-    stalled: bool,
+    /// Room in the TX FIFO: a whole `fifo_depth` each time LSR.THRE is seen.
+    tx: TxPacer,
 }
 
 impl<B: Uart16550Io> Ns16550<B> {
@@ -343,16 +332,14 @@ impl<B: Uart16550Io> Ns16550<B> {
         Self {
             io,
             crlf,
-            spin_budget: DEFAULT_SPIN_BUDGET,
             fifo_depth: 1,
-            tx_room: 0,
-            stalled: false,
+            tx: TxPacer::new(),
         }
     }
 
     /// Replaces the number of LSR polls a wait may spend (at least 1).
     pub const fn with_spin_budget(mut self, polls: u32) -> Self {
-        self.spin_budget = if polls == 0 { 1 } else { polls };
+        self.tx = self.tx.with_budget(polls);
         self
     }
 
@@ -385,8 +372,7 @@ impl<B: Uart16550Io> Ns16550<B> {
         } else {
             1
         };
-        self.tx_room = 0;
-        self.stalled = false;
+        self.tx.reset();
     }
 
     /// Bytes written per LSR poll: 16 after a successful [`init`](Self::init) on a
@@ -410,28 +396,17 @@ impl<B: Uart16550Io> Ns16550<B> {
         self.io
     }
 
-    /// Waits until the transmit FIFO is empty, polling LSR at most the spin budget
-    /// (once while stalled).
-    fn wait_tx_empty(&mut self) -> Result<(), TxTimeout> {
-        let polls = if self.stalled { 1 } else { self.spin_budget };
-        for _ in 0..polls {
-            if LSR::THRE.is_set(self.io.read(reg::LSR)) {
-                self.stalled = false;
-                self.tx_room = self.fifo_depth;
-                return Ok(());
-            }
-            core::hint::spin_loop();
-        }
-        self.stalled = true;
-        Err(TxTimeout)
-    }
-
     fn push(&mut self, byte: u8) -> Result<(), TxTimeout> {
-        if self.tx_room == 0 {
-            self.wait_tx_empty()?;
-        }
+        let (io, depth) = (&self.io, self.fifo_depth);
+        // One LSR read per FIFO load: THRE means the whole FIFO is empty.
+        self.tx.reserve(|| {
+            if LSR::THRE.is_set(io.read(reg::LSR)) {
+                depth
+            } else {
+                0
+            }
+        })?;
         self.io.write(reg::RBR_THR, byte);
-        self.tx_room -= 1;
         Ok(())
     }
 
@@ -442,10 +417,7 @@ impl<B: Uart16550Io> Ns16550<B> {
     /// [`TxTimeout`] if the transmitter stayed full for the whole spin budget; the byte
     /// (or, for a translated newline, its `\n`) was not sent.
     pub fn putc(&mut self, byte: u8) -> Result<(), TxTimeout> {
-        if self.crlf && byte == b'\n' {
-            self.push(b'\r')?;
-        }
-        self.push(byte)
+        put_translated(byte, self.crlf, |b| self.push(b))
     }
 
     /// Sends `buf` and returns how many of its bytes went out.
@@ -453,12 +425,7 @@ impl<B: Uart16550Io> Ns16550<B> {
     /// A result short of `buf.len()` means the transmitter stopped draining; the rest is
     /// dropped rather than hanging the caller.
     pub fn write(&mut self, buf: &[u8]) -> usize {
-        for (i, &b) in buf.iter().enumerate() {
-            if self.putc(b).is_err() {
-                return i;
-            }
-        }
-        buf.len()
+        write_all(buf, |b| self.putc(b))
     }
 
     /// Returns a received byte, if one is waiting.

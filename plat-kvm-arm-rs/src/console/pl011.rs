@@ -10,7 +10,7 @@
 
 use tock_registers::register_bitfields;
 
-use super::{ConfigError, UartDesc, UartKind};
+use super::{ConfigError, TxPacer, UartDesc, UartKind, put_translated, write_all};
 use crate::mmio::MmioRegion;
 
 /// Register byte offsets.
@@ -134,8 +134,7 @@ pub const FIFO_DEPTH: u8 = 16;
 /// Baud rate programmed by [`Pl011::init`] when the input clock is known.
 pub const BAUD_RATE: u32 = 115_200;
 
-/// FR polls a wait may spend before the driver declares the transmitter stuck.
-pub const DEFAULT_SPIN_BUDGET: u32 = 1 << 20;
+pub use super::DEFAULT_SPIN_BUDGET;
 
 /// Every interrupt-clear bit in ICR (bits 0..=10).
 const ICR_ALL: u32 = 0x7ff;
@@ -232,20 +231,17 @@ impl Pl011Io for Pl011Mmio {
 }
 
 /// The transmitter did not accept data within the spin budget.
-pub use super::ns16550::TxTimeout;
+pub use super::TxTimeout;
 
 /// A PL011 driver over a register backend.
 #[derive(Debug)]
 pub struct Pl011<B> {
     io: B,
     crlf: bool,
-    spin_budget: u32,
     fifo_depth: u8,
-    /// Bytes that can be written without polling FR (see the 16550 driver: only we fill
-    /// the FIFO, so this under-estimates the free space and stays valid across calls).
-    tx_room: u8,
-    /// The last wait timed out; poll once per call until the FIFO drains again.
-    stalled: bool,
+    /// Room in the TX FIFO: a whole `fifo_depth` when FR.TXFE is seen, one byte when
+    /// only FR.TXFF is clear.
+    tx: TxPacer,
 }
 
 impl<B: Pl011Io> Pl011<B> {
@@ -257,16 +253,14 @@ impl<B: Pl011Io> Pl011<B> {
         Self {
             io,
             crlf,
-            spin_budget: DEFAULT_SPIN_BUDGET,
             fifo_depth: 1,
-            tx_room: 0,
-            stalled: false,
+            tx: TxPacer::new(),
         }
     }
 
     /// Replaces the number of FR polls a wait may spend (at least 1).
     pub const fn with_spin_budget(mut self, polls: u32) -> Self {
-        self.spin_budget = if polls == 0 { 1 } else { polls };
+        self.tx = self.tx.with_budget(polls);
         self
     }
 
@@ -276,7 +270,7 @@ impl<B: Pl011Io> Pl011<B> {
     /// clear all interrupts, then enable UART, TX and RX.
     pub fn init(&mut self, clock_hz: Option<u32>) {
         self.io.write(reg::CR, 0);
-        for _ in 0..self.spin_budget {
+        for _ in 0..self.tx.budget() {
             if !FR::BUSY.is_set(self.io.read(reg::FR)) {
                 break;
             }
@@ -298,8 +292,7 @@ impl<B: Pl011Io> Pl011<B> {
             (CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET).value,
         );
         self.fifo_depth = FIFO_DEPTH;
-        self.tx_room = 0;
-        self.stalled = false;
+        self.tx.reset();
     }
 
     /// Bytes written per FR poll that finds the FIFO empty.
@@ -322,31 +315,17 @@ impl<B: Pl011Io> Pl011<B> {
         self.io
     }
 
-    fn wait_tx_room(&mut self) -> Result<(), TxTimeout> {
-        let polls = if self.stalled { 1 } else { self.spin_budget };
-        for _ in 0..polls {
-            let fr = self.io.read(reg::FR);
-            if FR::TXFE.is_set(fr) {
-                self.tx_room = self.fifo_depth;
-            } else if !FR::TXFF.is_set(fr) {
-                self.tx_room = 1;
-            } else {
-                core::hint::spin_loop();
-                continue;
-            }
-            self.stalled = false;
-            return Ok(());
-        }
-        self.stalled = true;
-        Err(TxTimeout)
-    }
-
     fn push(&mut self, byte: u8) -> Result<(), TxTimeout> {
-        if self.tx_room == 0 {
-            self.wait_tx_room()?;
-        }
+        let (io, depth) = (&self.io, self.fifo_depth);
+        self.tx.reserve(|| {
+            let fr = io.read(reg::FR);
+            if FR::TXFE.is_set(fr) {
+                depth
+            } else {
+                u8::from(!FR::TXFF.is_set(fr))
+            }
+        })?;
         self.io.write(reg::DR, u32::from(byte));
-        self.tx_room -= 1;
         Ok(())
     }
 
@@ -357,21 +336,13 @@ impl<B: Pl011Io> Pl011<B> {
     /// [`TxTimeout`] if FR.TXFF stayed set for the whole spin budget; the byte (or,
     /// for a translated newline, its `\n`) was not sent.
     pub fn putc(&mut self, byte: u8) -> Result<(), TxTimeout> {
-        if self.crlf && byte == b'\n' {
-            self.push(b'\r')?;
-        }
-        self.push(byte)
+        put_translated(byte, self.crlf, |b| self.push(b))
     }
 
     /// Sends `buf` and returns how many of its bytes went out; a short count means the
     /// transmitter stopped draining.
     pub fn write(&mut self, buf: &[u8]) -> usize {
-        for (i, &b) in buf.iter().enumerate() {
-            if self.putc(b).is_err() {
-                return i;
-            }
-        }
-        buf.len()
+        write_all(buf, |b| self.putc(b))
     }
 
     /// Returns a received byte, if one is waiting.
