@@ -94,28 +94,11 @@ pub(crate) fn extra_maps(
     b: &mut plat_kvm_arm::pagetable::PageTableBuilder<'_>,
     bi: &BootInfo<'_>,
     device_alias: u64,
-) -> Result<(), plat_kvm_arm::pagetable::MapError> {
-    use plat_kvm_arm::pagetable::MemAttr;
+) -> Result<(), plat_kvm_arm::bootmap::BootMapError> {
     if device_alias != 0 {
-        for d in bi.devices.iter() {
-            b.map(d.start, d.start | device_alias, d.len(), MemAttr::Device)?;
-        }
+        plat_kvm_arm::bootmap::map_devices_at_dt_addresses(b, bi, device_alias)?;
     }
     #[cfg(feature = "paging")]
-    {
-        use plat_kvm_arm::pagetable::UK_DIRECTMAP_BASE;
-        for bank in bi.ram.iter() {
-            let start = (bank.start + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-            let end = bank.end & !(PAGE_SIZE - 1);
-            if start < end {
-                b.map(
-                    UK_DIRECTMAP_BASE + start,
-                    start,
-                    end - start,
-                    MemAttr::NormalRw,
-                )?;
-            }
-        }
-    }
+    plat_kvm_arm::bootmap::map_ram_at(b, bi, plat_kvm_arm::pagetable::UK_DIRECTMAP_BASE)?;
     Ok(())
 }

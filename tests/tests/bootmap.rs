@@ -131,3 +131,47 @@ fn qemu_map_above_4gib() {
     assert_eq!(t(0x1_4000_0000), None);
     assert_eq!(t(0x4010_0000).map(|x| x.1), Some(MemAttr::NormalRx));
 }
+
+#[test]
+fn realm_devices_at_dt_addresses_and_the_direct_map() {
+    let Some(dir) = fixtures_dir() else {
+        println!("SKIPPED: fixtures directory ../shared/fixtures not found (set PLAT_FIXTURES)");
+        return;
+    };
+    let blob = std::fs::read(dir.join("dtb/kvmtool/m64-c1.dtb")).unwrap();
+    let seg = segs(0x8000_0000);
+    let img = ImageLayout { segments: &seg };
+    let bi = bootinfo::parse(&blob, 0x83e0_0000, &img).unwrap();
+    let pool: Box<[Table]> = (0..32).map(|_| Table::ZERO).collect();
+    let pa = pool.as_ptr() as u64;
+    let pool: &'static mut [Table] = Box::leak(pool);
+    let mut b = PageTableBuilder::new(pool, pa, 5).unwrap();
+    let alias = 1 << 32;
+    bootmap::build(&mut b, &bi, &img, alias, true).unwrap();
+    bootmap::map_devices_at_dt_addresses(&mut b, &bi, alias).unwrap();
+    bootmap::map_ram_at(&mut b, &bi, 0xff80_0000_0000).unwrap();
+    // The UART's DT address leads to its alias; the alias itself stays mapped.
+    assert_eq!(
+        b.translate(0x100_0000),
+        Some((0x1_0100_0000, MemAttr::Device))
+    );
+    assert_eq!(
+        b.translate(0x1_0100_0000),
+        Some((0x1_0100_0000, MemAttr::Device))
+    );
+    // RAM appears again, read-write, at the direct map; the identity map is untouched.
+    assert_eq!(
+        b.translate(0xff80_8000_0000),
+        Some((0x8000_0000, MemAttr::NormalRw))
+    );
+    assert_eq!(
+        b.translate(0xff80_0000_0000 + 0x8400_0000 - 0x1000)
+            .map(|x| x.1),
+        Some(MemAttr::NormalRw)
+    );
+    assert_eq!(b.translate(0xff80_0000_0000 + 0x8400_0000), None);
+    assert_eq!(
+        b.translate(0x8010_0000).map(|x| x.1),
+        Some(MemAttr::NormalRx)
+    );
+}
