@@ -69,7 +69,7 @@ FORCE:
 
 harness: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img $(BUILD)/harness-kvmtool-realm/hello.img $(BUILD)/harness-kvmtool-realm-only/hello.img
 
-e2e-test: $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img $(BUILD)/harness-kvmtool-realm/hello.img $(BUILD)/harness-kvmtool-realm-only/hello.img
+e2e-test: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img $(BUILD)/harness-kvmtool-realm/hello.img $(BUILD)/harness-kvmtool-realm-only/hello.img
 	tests/e2e/run-qemu-tests $(BUILD)
 	tests/e2e/run-kvmtool-tests $(BUILD)
 	tests/e2e/run-realm-tests $(BUILD)

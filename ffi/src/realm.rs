@@ -60,40 +60,17 @@ static plat_early_stack_size: u64 = EARLY_STACK_SIZE as u64;
 /// Called once, from `_libkvmplat_entry`, with x0 as the boot protocol gave it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn plat_realm_probe(dtb: u64) -> u64 {
-    // In a realm the check must wait until the console's alias and the SMC conduit
-    // are known, or its error message would itself fault.
+    // Without the `realm` feature this must stay call- and stack-free: the early
+    // stack is then only 16 bytes.
     #[cfg(feature = "realm")]
     {
         // SAFETY: forwarded from our caller.
-        let shared_bit = unsafe { imp::probe(dtb) };
-        dtb_outside_image(dtb);
-        shared_bit
+        unsafe { imp::probe(dtb) }
     }
     #[cfg(not(feature = "realm"))]
     {
-        dtb_outside_image(dtb);
+        let _ = dtb;
         0
-    }
-}
-
-unsafe extern "C" {
-    static _plat_image_start: u8;
-    static _end: u8;
-}
-
-/// Refuses a DTB that overlaps the image before `.bss` is zeroed (which would
-/// silently destroy it). A header that cannot be read is left for `plat_boot`.
-fn dtb_outside_image(dtb: u64) {
-    use plat_kvm_arm::memregion::MemRange;
-    let Ok(blob) = crate::boot::dtb_blob(dtb) else {
-        return;
-    };
-    let image = MemRange {
-        start: &raw const _plat_image_start as u64,
-        end: &raw const _end as u64,
-    };
-    if MemRange::from_base_len(dtb, blob.len() as u64).is_some_and(|d| d.overlaps(&image)) {
-        crate::boot::fatal(format_args!("device tree overlaps the image"));
     }
 }
 
@@ -122,6 +99,7 @@ mod imp {
 
     unsafe extern "C" {
         static __bss_start: u8;
+        static _end: u8;
     }
 
     fn page_range(start: u64, end: u64) -> core::ops::Range<u64> {
@@ -172,12 +150,8 @@ mod imp {
             ripas_calls: 0,
         });
         // SAFETY: linker symbols; only their addresses are used.
-        let bss = unsafe {
-            page_range(
-                &__bss_start as *const u8 as u64,
-                &super::_end as *const u8 as u64,
-            )
-        };
+        let bss =
+            unsafe { page_range(&__bss_start as *const u8 as u64, &_end as *const u8 as u64) };
         match rsi::set_ripas_ram(&smc, bss, ChangeDestroyed::NoChangeDestroyed) {
             Ok(calls) => REALM.set(Realm {
                 ripas_calls: calls,
