@@ -14,9 +14,11 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude -Wno-unused-function
 
-.PHONY: all test bench run setup lint host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
+.PHONY: all test bench run setup lint feature-matrix host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
 
 all: staticlib
+	@echo "built target/$(TARGET)/release/libplatkvmarm.a (the platform's static library)."
+	@echo "boot hello world: make run [VMM=qemu|kvmtool] [REALM=1] [UK_ROOT=/path/to/unikraft]; tests: make test"
 
 setup:
 	scripts/setup.sh
@@ -29,14 +31,26 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p plat-kvm-arm-rs -p plat-kvm-arm-ffi --target $(TARGET) -- -D warnings
 
+# The captured device trees (../shared/fixtures or PLAT_FIXTURES): the fixture
+# tests skip visibly without them, and fail under CI=true.
+FIXTURES ?= $(or $(PLAT_FIXTURES),$(abspath $(CURDIR)/../shared/fixtures))
 host-test:
-	$(CARGO) test --workspace
+	@if [ ! -d "$(FIXTURES)/dtb" ]; then \
+		if [ "$$CI" = true ] || [ "$$CI" = 1 ]; then \
+			echo "FAIL (CI): no fixtures at $(FIXTURES)/dtb (set PLAT_FIXTURES)"; exit 1; fi; \
+		echo "SKIPPED: fixture tests (no $(FIXTURES)/dtb; set PLAT_FIXTURES)"; fi
+	PLAT_FIXTURES=$(FIXTURES) $(CARGO) test --workspace
+
+# Every feature set a Unikraft build (Makefile.uk) or the harness can ask for,
+# built and clippy-clean.
+feature-matrix:
+	tests/lint/feature-matrix $(BUILD)
 
 # include/plat_kvm_arm.h is cbindgen's output and must match Unikraft 0.17's prototypes.
 header-check:
 	$(CARGO) run -q -p plat-tests --bin gen-header -- --check
-	$(CROSS)gcc -fsyntax-only -Wall -Werror -Iinclude tests/harness/header-check.c
-	$(CROSS)gcc -fsyntax-only -Wall -Werror -Iinclude -DPLAT_KVM_ARM_REALM tests/harness/header-check.c
+	$(CROSS)gcc -ffreestanding -fsyntax-only -Wall -Werror -Iinclude tests/harness/header-check.c
+	$(CROSS)gcc -ffreestanding -fsyntax-only -Wall -Werror -Iinclude -DPLAT_KVM_ARM_REALM tests/harness/header-check.c
 
 vmm-model-test:
 	@if [ -x tests/vmm-model/run-tests ]; then tests/vmm-model/run-tests; \
@@ -104,14 +118,17 @@ else
 endif
 ifeq ($(VMM),qemu)
 	qemu-system-aarch64 -M virt$(if $(GIC),$(comma)gic-version=$(GIC)) -cpu max -m $(MEM) \
-		-smp $(CPUS) -nographic -no-reboot \
+		-smp $(CPUS) -nodefaults -display none -serial mon:stdio -no-reboot \
 		-kernel $(RUN_IMG) $(if $(CMDLINE),-append "$(CMDLINE)")
 else ifeq ($(VMM),rmm-qemu)
 	tools/rmm-launcher/run $(RUN_IMG) --mem $(MEM) --cpus $(CPUS) \
 		$(if $(CMDLINE),--cmdline "$(CMDLINE)") $(if $(RME_FIRMWARE),--firmware $(RME_FIRMWARE))
 else ifneq ($(LKVM),)
-	$(LKVM) run --nodefaults -k $(RUN_IMG) -m $(MEM) -c $(CPUS) --console serial \
-		$(if $(REALM),--realm) $(if $(CMDLINE),-p "$(CMDLINE)")
+	@command -v $(LKVM) >/dev/null || { echo "make run: LKVM=$(LKVM) is not an executable lkvm" >&2; exit 2; }
+	@[ "$$(uname -m)" = aarch64 ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "make run: real kvmtool needs an arm64 host with /dev/kvm (this is $$(uname -m)$$([ -e /dev/kvm ] || echo ', no /dev/kvm')); drop LKVM= to boot on the kvmtool machine model instead" >&2; exit 2; }
+	$(if $(RUN_REALM),@$(LKVM) run --help 2>&1 | grep -q -- '--realm' || { echo "make run: REALM=1 needs a kvmtool-cca build of lkvm (this lkvm has no --realm option)" >&2; exit 2; })
+	$(LKVM) run --nodefaults -k $(RUN_IMG) -m $(MEM) -c $(CPUS) --console serial -n mode=none \
+		$(if $(RUN_REALM),--realm) $(if $(CMDLINE),-p "$(CMDLINE)")
 else
 	tests/vmm-model/run $(RUN_IMG) --mem $(MEM) \
 		--cpus $(CPUS) $(if $(REALM),--mode realm) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
@@ -132,7 +149,7 @@ rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img
 	cd tools/rmm-launcher && $(CARGO) build -q --release   # built even when the tests skip
 	tools/rmm-launcher/run-tests $(BUILD)
 
-test: lint staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test
+test: lint feature-matrix staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test
 	@echo "make test: all passed"
 
 bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img
