@@ -24,11 +24,28 @@ pub const TEST_IMAGE: [ImageSegment; 2] = [
 ];
 
 /// Where the captured fixtures live (`../shared/fixtures` next to the checkout, or `$PLAT_FIXTURES`).
+///
+/// `None` lets a test skip when they are missing, except under `CI=true`: CI must
+/// run the fixture tests, so a missing directory panics there instead of passing
+/// silently.
 pub fn fixtures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("PLAT_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    dir.is_dir().then_some(dir)
+    if dir.join("dtb").is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but the fixtures are missing: no {}/dtb (set PLAT_FIXTURES)",
+        dir.display()
+    );
+    None
+}
+
+/// Whether this run is CI (`CI=true` or `CI=1`), where a missing prerequisite fails.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// Deterministic printable text with about one newline per 21 bytes (console tests
