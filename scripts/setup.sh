@@ -4,7 +4,25 @@
 # for the conformance harness, dtc, and the pinned Rust toolchain with its targets.
 # Idempotent. Registry hosts are never named here: the backports source is derived
 # from the machine's own Debian source list.
+#
+#   scripts/setup.sh              make run / make test / make bench
+#   scripts/setup.sh --unikraft   also a Unikraft build with this platform (UK_ROOT=):
+#                                 flex, bison, libclang (bindgen layout check), ncurses
+#                                 (menuconfig)
+#   scripts/setup.sh --rmm        also building TF-A + TF-RMM for make run VMM=rmm-qemu:
+#                                 cmake, the aarch64 C++ cross compiler, pyelftools for
+#                                 the system Python, OpenSSL headers (TF-A's host tools)
 set -euo pipefail
+
+want_uk=""; want_rmm=""
+for a in "$@"; do
+    case $a in
+        --unikraft) want_uk=1 ;;
+        --rmm) want_rmm=1 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup: unknown option $a (try --help)" >&2; exit 2 ;;
+    esac
+done
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo "sudo"; fi; }
 SUDO=$(need_root)
@@ -36,7 +54,11 @@ add_backports() {
     fi
 }
 
-pkgs=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler python3 make gcc)
+pkgs=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler python3 make gcc bc)
+if [ -n "$want_uk" ]; then pkgs+=(flex bison libclang-dev libncurses-dev); fi
+if [ -n "$want_rmm" ]; then
+    pkgs+=(cmake g++-aarch64-linux-gnu python3-pyelftools libssl-dev git)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
