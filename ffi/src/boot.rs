@@ -1,5 +1,6 @@
-//! The boot path at EL1: from `_libkvmplat_entry` (in `arch/entry.S`) to Unikraft
-//! 0.17's `_ukplat_entry`.
+//! The boot path at EL1: from `_libkvmplat_entry` (in `arch/entry.S`) to the
+//! Unikraft release's hand-off (`crate::abi`: 0.17 or 0.18), which ends in
+//! `_ukplat_entry`.
 //!
 //! [`plat_boot`] runs first with the MMU off. It is written for that: no atomics,
 //! no unaligned accesses (the target is strict-align), and no `.bss` (zeroed only
@@ -9,14 +10,13 @@
 //! console, coalescing, the command line, then C. See `docs/boot.md`.
 
 use crate::console;
-use crate::uk017;
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use plat_kvm_arm::bootinfo::{self, BootInfo, ConsoleSource, ImageLayout, ImageSegment};
 use plat_kvm_arm::bootmap;
 use plat_kvm_arm::console::{UartDesc, UartKind};
 use plat_kvm_arm::fdt;
-use plat_kvm_arm::memregion::{MemRange, Region, RegionFlags, RegionKind};
+use plat_kvm_arm::memregion::{MemRange, RegionFlags};
 use plat_kvm_arm::pagetable::{self, PageTableBuilder, Table};
 use plat_kvm_arm::psci::Conduit;
 
@@ -84,13 +84,6 @@ unsafe extern "C" {
     static _plat_bss_end: u8;
     static _end: u8;
     fn plat_dcache_inval(start: u64, end: u64);
-}
-
-// The Unikraft 0.17 side the boot path hands over to.
-unsafe extern "C" {
-    fn ukplat_bootinfo_get() -> *mut uk017::Bootinfo;
-    fn ukplat_memregion_list_coalesce(list: *mut uk017::MemregionList);
-    fn _ukplat_entry() -> !;
 }
 
 fn sym(s: &u8) -> u64 {
@@ -239,7 +232,7 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
             "plat-kvm-arm: warning: no /psci node, cannot power off\n"
         ));
     }
-    hand_off(dtb, &bi, &uart)
+    crate::abi::hand_off(dtb, &bi, &uart)
 }
 
 /// The DTB x0 points at, bounded by its header's `totalsize` (at most
@@ -383,62 +376,6 @@ unsafe fn zero_bss() {
     }
     // SAFETY: as above (the tail, or everything when DC ZVA is prohibited).
     unsafe { core::ptr::write_bytes(p as *mut u8, 0, (end - p) as usize) };
-}
-
-/// Fills Unikraft 0.17's boot info and continues where its `entry64.S` does.
-fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
-    // SAFETY: provided by Unikraft's plat/common (or the conformance harness).
-    let ubi = unsafe { ukplat_bootinfo_get() };
-    if ubi.is_null() {
-        fatal(format_args!("ukplat_bootinfo_get() returned NULL"));
-    }
-    let console_page = Region {
-        range: MemRange {
-            start: uart.base,
-            end: uart.base + uart.size,
-        },
-        kind: RegionKind::Device,
-        flags: RegionFlags::RW,
-    };
-    // Unikraft's build (mkbootinfo.py) already describes the image's segments as
-    // KERNEL regions; ours would overlap them, which its coalescing refuses.
-    // SAFETY: `ubi` is Unikraft's boot info with `count` valid descriptors.
-    let kernel_known = unsafe { uk017::has_type(ubi, uk017::memrt::KERNEL) };
-    let regions = bi
-        .regions
-        .iter()
-        .filter(|r| !(kernel_known && r.kind == RegionKind::Kernel));
-    // SAFETY: `ubi` is Unikraft's boot info with room for `capacity` descriptors.
-    let pushed = unsafe { uk017::push_regions(ubi, regions.chain(core::iter::once(console_page))) };
-    if pushed.is_err() {
-        fatal(format_args!(
-            "more memory regions than ukplat_bootinfo can hold"
-        ));
-    }
-    // SAFETY: as above; single-threaded boot.
-    let ubi = unsafe { &mut *ubi };
-    if ubi.magic != uk017::BOOTINFO_MAGIC {
-        ubi.magic = uk017::BOOTINFO_MAGIC;
-        ubi.version = 1;
-    }
-    copy_name(&mut ubi.bootloader, b"plat-kvm-arm-rs");
-    copy_name(&mut ubi.bootprotocol, b"lxboot");
-    ubi.dtb = dtb;
-    let cmdline = crate::cmdline::compose(bi.cmdline);
-    ubi.cmdline = cmdline.as_ptr() as u64;
-    ubi.cmdline_len = cmdline.len() as u64;
-    // SAFETY: Unikraft's coalescing over the list we just filled.
-    unsafe { ukplat_memregion_list_coalesce(&mut ubi.mrds) };
-    #[cfg(feature = "unikraft")]
-    crate::unikraft::before_entry(bi);
-    // SAFETY: Unikraft's continuation; it never returns.
-    unsafe { _ukplat_entry() }
-}
-
-fn copy_name(dst: &mut [u8; 16], name: &[u8]) {
-    let n = name.len().min(15);
-    dst[..n].copy_from_slice(&name[..n]);
-    dst[n] = 0;
 }
 
 /// Early exception: report and power off (no handler returns).

@@ -1,17 +1,15 @@
-//! The console behind Unikraft 0.17's `ukplat_coutk`/`ukplat_coutd`/`ukplat_cink`.
+//! The platform console: the UART the device tree names, behind one lock. The
+//! Unikraft release's ABI module exports it (0.17: `ukplat_coutk` and friends,
+//! 0.18: a registered `struct uk_console`).
 
-use core::ffi::{c_char, c_int, c_uint};
 use core::fmt::Write;
 use plat_kvm_arm::console::{Console, UartDesc};
 use spin::Mutex;
 
-/// `-ENODEV`: no console was set up.
-const ENODEV: c_int = -19;
-
 static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 
-/// Whether "\n" goes out as "\r\n" (Unikraft `CONFIG_KVM_CONSOLE_CRLF`; default on).
-const CRLF: bool = !cfg!(feature = "console-raw-newlines");
+/// Whether "\n" goes out as "\r\n": the release's callers decide.
+const CRLF: bool = crate::abi::CONSOLE_CRLF;
 
 /// Sets up the console UART (MMU on: the lock needs normal memory).
 pub(crate) fn init(desc: &UartDesc) {
@@ -51,46 +49,15 @@ pub(crate) fn emergency_write(desc: &UartDesc, args: core::fmt::Arguments<'_>) {
     }
 }
 
-fn write(buf: *const c_char, len: c_uint) -> c_int {
-    if buf.is_null() {
-        return 0;
-    }
-    // SAFETY: the C caller passes `len` readable bytes at `buf`.
-    let bytes = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len as usize) };
-    match CONSOLE.lock().as_mut() {
-        Some(c) => c.write(bytes) as c_int,
-        None => ENODEV,
-    }
+/// Writes `bytes`; `None` when there is no console.
+pub(crate) fn write_bytes(bytes: &[u8]) -> Option<usize> {
+    CONSOLE.lock().as_mut().map(|c| c.write(bytes))
 }
 
-/// `int ukplat_coutk(const char *buf, unsigned int len)`: kernel messages.
-#[unsafe(no_mangle)]
-pub extern "C" fn ukplat_coutk(buf: *const c_char, len: c_uint) -> c_int {
-    write(buf, len)
-}
-
-/// `int ukplat_coutd(const char *buf, unsigned int len)`: debug messages (same UART,
-/// or dropped with feature `no-debug-console`, Unikraft `!CONFIG_KVM_DEBUG_SERIAL_CONSOLE`).
-#[unsafe(no_mangle)]
-pub extern "C" fn ukplat_coutd(buf: *const c_char, len: c_uint) -> c_int {
-    if cfg!(feature = "no-debug-console") {
-        return len as c_int;
-    }
-    write(buf, len)
-}
-
-/// `int ukplat_cink(char *buf, unsigned int maxlen)`: the bytes waiting, up to `maxlen`.
-#[unsafe(no_mangle)]
-pub extern "C" fn ukplat_cink(buf: *mut c_char, maxlen: c_uint) -> c_int {
-    if buf.is_null() {
-        return 0;
-    }
-    // SAFETY: the C caller passes `maxlen` writable bytes at `buf`.
-    let out = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), maxlen as usize) };
+/// Reads the bytes waiting, up to `out.len()`; `None` when there is no console.
+pub(crate) fn read_bytes(out: &mut [u8]) -> Option<usize> {
     let mut guard = CONSOLE.lock();
-    let Some(c) = guard.as_mut() else {
-        return ENODEV;
-    };
+    let c = guard.as_mut()?;
     let mut n = 0;
     while n < out.len() {
         match c.getc() {
@@ -101,5 +68,5 @@ pub extern "C" fn ukplat_cink(buf: *mut c_char, maxlen: c_uint) -> c_int {
             None => break,
         }
     }
-    n as c_int
+    Some(n)
 }

@@ -1,4 +1,5 @@
-//! C ABI of the Rust KVM arm64 platform, with Unikraft RELEASE-0.17.0's names.
+//! C ABI of the Rust KVM arm64 platform for Unikraft: RELEASE-0.17.0 ([`uk017`])
+//! or the 0.18 line ([`uk018`]), one module per release.
 //!
 //! Thin by design: it converts between C and the core crate's types, owns the few
 //! globals the C ABI implies, and holds no hardware logic. On the host (where only
@@ -7,11 +8,17 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 pub mod uk017;
+pub mod uk018;
+
+// The Unikraft release the image is built for (Makefile.uk picks the feature from
+// the tree's version.mk); the conformance harness speaks 0.17.
+#[cfg(not(feature = "uk018"))]
+use uk017 as abi;
+#[cfg(feature = "uk018")]
+use uk018 as abi;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod boot;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-mod cmdline;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -22,9 +29,9 @@ mod shutdown;
 mod unikraft;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub use console::{ukplat_cink, ukplat_coutd, ukplat_coutk};
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use shutdown::ukplat_terminate;
+#[cfg(all(target_arch = "aarch64", target_os = "none", not(feature = "uk018")))]
+pub use uk017::console_abi::{ukplat_cink, ukplat_coutd, ukplat_coutk};
 
 #[cfg(target_os = "none")]
 #[panic_handler]

@@ -21,7 +21,7 @@ static BUF: Buf = Buf(UnsafeCell::new([0; MAX]));
 pub(crate) fn compose(bootargs: Option<&str>) -> &'static [u8] {
     // SAFETY: see `Buf`'s `Sync`; called once during boot.
     let buf = unsafe { &mut *BUF.0.get() };
-    match crate::uk017::compose_cmdline(UK_NAME, bootargs, buf) {
+    match super::compose_cmdline(UK_NAME, bootargs, buf) {
         Ok(c) => c,
         Err(_) => crate::boot::fatal(format_args!("command line longer than {} bytes", MAX - 1)),
     }

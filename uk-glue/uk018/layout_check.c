@@ -1,13 +1,14 @@
 /*
- * Build-time check, compiled by Unikraft's own compiler against the tree's real
- * headers: the layouts and constants that plat-kvm-arm-rs writes (ffi/src/uk017.rs,
- * include/uk017/plat.h) are those of this Unikraft tree. A mismatch stops the
+ * Build-time check for Unikraft 0.18, compiled by Unikraft's own compiler against the tree's real
+ * headers: the layouts and constants that plat-kvm-arm-rs writes (ffi/src/uk018/mod.rs, which
+ * reuses ffi/src/uk017's layouts) are those of this Unikraft tree. A mismatch stops the
  * build here instead of corrupting the boot info at run time. Emits no code.
  */
 #include <stddef.h>
 #include <uk/config.h>
 #include <uk/plat/memory.h>
 #include <uk/plat/common/bootinfo.h>
+#include <uk/console/driver.h>
 
 #if CONFIG_UKPLAT_MEMRNAME
 #error "plat-kvm-arm-rs: CONFIG_UKPLAT_MEMRNAME (80-byte memory regions) is not supported"
@@ -40,14 +41,30 @@ PLAT_CHECK(offsetof(struct ukplat_memregion_list, count) == 4);
 PLAT_CHECK(offsetof(struct ukplat_memregion_list, mrds) == 8);
 PLAT_CHECK(UKPLAT_BOOTINFO_MAGIC == 0xb007b0b0);
 
+/* 0.18 numbering: no CMDLINE type; DEVICETREE, STACK and DEVICE moved down a bit. */
+#ifdef UKPLAT_MEMRT_CMDLINE
+#error "plat-kvm-arm-rs: this tree has UKPLAT_MEMRT_CMDLINE: it is not the 0.18 line"
+#endif
 PLAT_CHECK(UKPLAT_MEMRT_FREE == 0x01);
 PLAT_CHECK(UKPLAT_MEMRT_RESERVED == 0x02);
 PLAT_CHECK(UKPLAT_MEMRT_KERNEL == 0x04);
 PLAT_CHECK(UKPLAT_MEMRT_INITRD == 0x08);
-PLAT_CHECK(UKPLAT_MEMRT_CMDLINE == 0x10);
-PLAT_CHECK(UKPLAT_MEMRT_DEVICETREE == 0x20);
-PLAT_CHECK(UKPLAT_MEMRT_STACK == 0x40);
-PLAT_CHECK(UKPLAT_MEMRT_DEVICE == 0x80);
+PLAT_CHECK(UKPLAT_MEMRT_DEVICETREE == 0x10);
+PLAT_CHECK(UKPLAT_MEMRT_STACK == 0x20);
+PLAT_CHECK(UKPLAT_MEMRT_DEVICE == 0x40);
 PLAT_CHECK(UKPLAT_MEMRF_READ == 0x1);
 PLAT_CHECK(UKPLAT_MEMRF_WRITE == 0x2);
 PLAT_CHECK(UKPLAT_MEMRF_EXECUTE == 0x4);
+
+/* struct uk_console, registered by the Rust hand-off (ffi/src/uk018/handoff.rs). */
+PLAT_CHECK(sizeof(struct uk_console) == 48);
+PLAT_CHECK(offsetof(struct uk_console, id) == 0);
+PLAT_CHECK(offsetof(struct uk_console, ops) == 8);
+PLAT_CHECK(offsetof(struct uk_console, name) == 16);
+PLAT_CHECK(offsetof(struct uk_console, flags) == 24);
+PLAT_CHECK(offsetof(struct uk_console, _list) == 32);
+PLAT_CHECK(sizeof(struct uk_console_ops) == 16);
+PLAT_CHECK(offsetof(struct uk_console_ops, out) == 0);
+PLAT_CHECK(offsetof(struct uk_console_ops, in) == 8);
+PLAT_CHECK(UK_CONSOLE_FLAG_STDOUT == 1);
+PLAT_CHECK(UK_CONSOLE_FLAG_STDIN == 2);
