@@ -12,9 +12,9 @@ pub mod uk018;
 
 // The Unikraft release the image is built for (Makefile.uk picks the feature from
 // the tree's version.mk); the conformance harness speaks 0.17.
-#[cfg(not(feature = "uk018"))]
+#[cfg(all(target_os = "none", not(feature = "uk018")))]
 use uk017 as abi;
-#[cfg(feature = "uk018")]
+#[cfg(all(target_os = "none", feature = "uk018"))]
 use uk018 as abi;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
