@@ -90,7 +90,7 @@ e2e-test: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $
 
 # make run [VMM=qemu|kvmtool] [REALM=1] [MEM=MiB] [CPUS=N] [CMDLINE=...] [GIC=2|3]
 #          [UK_ROOT=/path/to/unikraft-0.17] [LKVM=/path/to/lkvm]
-# With UK_ROOT: builds and boots the real Unikraft 0.17 app-helloworld
+# With UK_ROOT: builds and boots the real Unikraft (0.17 or 0.18) app-helloworld
 # (app-helloworld/, this platform as P=, the tree's plat/kvm as E=). Without it:
 # the conformance harness (tests/harness, NOT Unikraft). VMM=kvmtool runs on real
 # kvmtool when LKVM names an lkvm binary (an arm64 KVM host), otherwise on the
@@ -105,14 +105,16 @@ LKVM ?=
 GIC  ?=
 RUN_VMM = $(if $(filter rmm-qemu,$(VMM)),kvmtool,$(VMM))
 RUN_REALM = $(if $(filter rmm-qemu,$(VMM)),1,$(REALM))
-RUN_IMG = $(if $(UK_ROOT),$(BUILD)/uk/$(RUN_VMM)$(if $(RUN_REALM),-realm)/helloworld_$(RUN_VMM)-arm64,$(BUILD)/harness-$(RUN_VMM)$(if $(RUN_REALM),-realm)/hello.img)
+# Unikraft builds go to build/uk-<release> (from the tree's version.mk).
+UK_REL = $(shell sed -n 's/^UK_VERSION *= *//p' $(UK_ROOT)/version.mk).$(shell sed -n 's/^UK_SUBVERSION *= *//p' $(UK_ROOT)/version.mk)
+RUN_IMG = $(if $(UK_ROOT),$(BUILD)/uk-$(UK_REL)/$(RUN_VMM)$(if $(RUN_REALM),-realm)/helloworld_$(RUN_VMM)-arm64,$(BUILD)/harness-$(RUN_VMM)$(if $(RUN_REALM),-realm)/hello.img)
 run:
 ifeq ($(filter qemu kvmtool rmm-qemu,$(VMM)),)
 	@echo "make run: VMM must be qemu, kvmtool or rmm-qemu" >&2; exit 2
 endif
 ifneq ($(UK_ROOT),)
 	$(MAKE) --no-print-directory -C app-helloworld UK_ROOT=$(UK_ROOT) VMM=$(RUN_VMM) \
-		$(if $(RUN_REALM),REALM=1) OUT=$(BUILD)/uk
+		$(if $(RUN_REALM),REALM=1) OUT=$(BUILD)/uk-$(UK_REL)
 else
 	$(MAKE) --no-print-directory $(RUN_IMG)
 endif
@@ -134,13 +136,13 @@ else
 		--cpus $(CPUS) $(if $(REALM),--mode realm) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
 endif
 
-# Unikraft 0.17 app-helloworld with this platform, built and booted (local only:
+# Unikraft app-helloworld with this platform, built and booted (local only:
 # CI has no Unikraft tree).
 uk-test:
 ifneq ($(UK_ROOT),)
 	tests/e2e/run-uk-tests $(UK_ROOT) $(BUILD)
 else
-	@echo "SKIPPED: Unikraft 0.17 app-helloworld tests (set UK_ROOT to a RELEASE-0.17.0 tree)"
+	@echo "SKIPPED: Unikraft app-helloworld tests (set UK_ROOT to a RELEASE-0.17.0 or v0.18.0 tree)"
 endif
 
 # Differential tests of realm images: machine model vs the real TF-RMM (needs
@@ -159,7 +161,7 @@ bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img
 ifneq ($(UK_ROOT),)
 	tests/bench/uk-compare $(UK_ROOT) $(BUILD)
 else
-	@echo "SKIPPED: Unikraft 0.17 comparison (set UK_ROOT to a RELEASE-0.17.0 tree)"
+	@echo "SKIPPED: Unikraft comparison (set UK_ROOT to a RELEASE-0.17.0 or v0.18.0 tree)"
 endif
 
 clean:
