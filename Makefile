@@ -141,6 +141,7 @@ endif
 uk-test:
 ifneq ($(UK_ROOT),)
 	tests/e2e/run-uk-tests $(UK_ROOT) $(BUILD)
+	tests/e2e/run-uk-uktest $(UK_ROOT) $(BUILD)
 else
 	@echo "SKIPPED: Unikraft app-helloworld tests (set UK_ROOT to a RELEASE-0.17.0 or v0.18.0 tree)"
 endif
