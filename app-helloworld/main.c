@@ -1,5 +1,60 @@
-/* Hello world for plat-kvm-arm-rs on Unikraft 0.17 (written for this project). */
+/* Hello world for plat-kvm-arm-rs on Unikraft 0.17 / 0.18 (written for this project).
+ * With SMP (CONFIG_UKPLAT_LCPU_MAXCOUNT > 1) it also starts the secondary CPUs and
+ * has each run a function through the platform's RUN IPI. */
 #include <stdio.h>
+#include <uk/config.h>
+
+#if CONFIG_HAVE_SMP
+#include <uk/essentials.h>
+#include <uk/plat/lcpu.h>
+#include <uk/plat/time.h>
+
+#define SMP_STACK_SIZE 16384
+static char smp_stacks[CONFIG_UKPLAT_LCPU_MAXCOUNT][SMP_STACK_SIZE] __align(16);
+static volatile int smp_ran[CONFIG_UKPLAT_LCPU_MAXCOUNT];
+
+static void smp_fn(struct __regs *regs __unused, void *arg __unused)
+{
+	smp_ran[ukplat_lcpu_idx()] = 1;
+}
+
+static void smp_check(void)
+{
+	struct ukplat_lcpu_func fn = { .fn = smp_fn, .user = NULL };
+	void *sp[CONFIG_UKPLAT_LCPU_MAXCOUNT];
+	unsigned int n = ukplat_lcpu_count(), i, ran = 0;
+	__nsec deadline;
+	int rc;
+
+	if (n < 2) {
+		printf("SMP: 1 CPU\n");
+		return;
+	}
+	for (i = 0; i < n - 1; i++)
+		sp[i] = smp_stacks[i + 1] + SMP_STACK_SIZE;
+	rc = ukplat_lcpu_start(NULL, NULL, sp, NULL, 0);
+	if (rc) {
+		printf("SMP: ukplat_lcpu_start failed: %d\n", rc);
+		return;
+	}
+	rc = ukplat_lcpu_wait(NULL, NULL, 1000000000ULL);
+	if (rc) {
+		printf("SMP: secondaries did not reach idle: %d\n", rc);
+		return;
+	}
+	rc = ukplat_lcpu_run(NULL, NULL, &fn, 0);
+	if (rc) {
+		printf("SMP: ukplat_lcpu_run failed: %d\n", rc);
+		return;
+	}
+	deadline = ukplat_monotonic_clock() + 1000000000ULL;
+	do {
+		for (ran = 0, i = 1; i < n; i++)
+			ran += smp_ran[i];
+	} while (ran < n - 1 && ukplat_monotonic_clock() < deadline);
+	printf("SMP: %u CPUs, %u secondaries started and ran a function\n", n, ran);
+}
+#endif
 
 int main(int argc, char *argv[])
 {
@@ -8,5 +63,8 @@ int main(int argc, char *argv[])
 	printf("Hello world!\n");
 	for (i = 1; i < argc; i++)
 		printf("arg %d: %s\n", i, argv[i]);
+#if CONFIG_HAVE_SMP
+	smp_check();
+#endif
 	return 0;
 }

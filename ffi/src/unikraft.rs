@@ -16,7 +16,10 @@
 //!   `0xff80_0000_0000 + pa`: `ukplat_paging_init` writes the frame allocator's
 //!   metadata there while the boot tables are still live;
 //! - in a realm, devices reachable at the addresses the device tree gives (see
-//!   [`extra_maps`]).
+//!   [`extra_maps`]);
+//! - TPIDR_EL1 at the boot CPU's `struct lcpu` before `_ukplat_entry`: an SMP
+//!   build on a GICv3 (kvmtool, QEMU `gic-version=3`) otherwise stops at an
+//!   assertion, on the tree's C platform too (see [`before_entry`]).
 
 use crate::uk017::MemregionDesc;
 use core::cell::UnsafeCell;
@@ -47,6 +50,9 @@ pub static bpt_unmap_mrd: UnmapMrd = UnmapMrd(UnsafeCell::new(MemregionDesc {
 unsafe extern "C" {
     /// Unikraft's exception vectors (`plat/kvm/arm/exceptions.S`).
     static vector_table: u8;
+    /// `struct lcpu lcpus[CONFIG_UKPLAT_LCPU_MAXCOUNT]` (`plat/common/lcpu.c`); the
+    /// boot CPU is always index 0. Only its address is used.
+    static lcpus: u8;
 }
 
 /// Last steps before `_ukplat_entry`: record what the boot tables map and move
@@ -63,12 +69,19 @@ pub(crate) fn before_entry(bi: &BootInfo<'_>) {
     }
     // SAFETY: `vector_table` is 2 KiB-aligned code mapped executable by the boot
     // tables; from here on exceptions go to Unikraft's handlers, as after its
-    // own entry.
+    // own entry. TPIDR_EL1 = &lcpus[0] is what `lcpu_init(lcpu_get_bsp())` writes
+    // (plat/common/arm/lcpu.c:125), only earlier: `_ukplat_entry` probes the
+    // interrupt controller before it calls `lcpu_init` (setup.c:171/176 in 0.18,
+    // 208/213 in 0.17), and the GICv3 driver reads `lcpu_get_current()->idx`
+    // (gic-v3.c:68), which in an SMP build asserts that TPIDR_EL1 points into
+    // `lcpus` (plat/common/arm/lcpu.c:141). Nothing else reads TPIDR_EL1 before.
     unsafe {
         core::arch::asm!(
-            "msr vbar_el1, {}",
+            "msr vbar_el1, {v}",
+            "msr tpidr_el1, {l}",
             "isb",
-            in(reg) &raw const vector_table,
+            v = in(reg) &raw const vector_table,
+            l = in(reg) &raw const lcpus,
             options(nostack),
         )
     };

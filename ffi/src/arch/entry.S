@@ -44,40 +44,9 @@ _libkvmplat_entry:
 
 	/*
 	 * Entered at EL2 (QEMU virt,virtualization=on; stock Unikraft 0.17 hangs
-	 * here). Drop to EL1h with everything EL1 needs left untrapped.
+	 * here): continue at EL1h.
 	 */
-	mov	x0, #(1 << 31)			/* HCR_EL2.RW: EL1 is AArch64 */
-	orr	x0, x0, #(3 << 40)		/* HCR_EL2.APK|API: no PAuth traps */
-	msr	hcr_el2, x0
-	mov	x0, #0x33ff			/* CPTR_EL2: RES1 bits, no FP/SVE traps */
-	msr	cptr_el2, x0
-	mrs	x0, cnthctl_el2
-	orr	x0, x0, #3			/* EL1PCTEN | EL1PCEN: timers for EL1 */
-	msr	cnthctl_el2, x0
-	msr	cntvoff_el2, xzr
-	msr	vttbr_el2, xzr
-	mrs	x0, midr_el1
-	msr	vpidr_el2, x0
-	mrs	x0, mpidr_el1
-	msr	vmpidr_el2, x0
-	/* GICv3 system registers for EL1, when the CPU has them. */
-	mrs	x0, id_aa64pfr0_el1
-	ubfx	x0, x0, #24, #4
-	cbz	x0, 1f
-	mrs	x0, S3_4_C12_C9_5		/* ICC_SRE_EL2 */
-	mov	x1, #0x9			/* Enable | SRE */
-	orr	x0, x0, x1
-	msr	S3_4_C12_C9_5, x0
-	isb
-1:	ldr	x0, =0x30d00800			/* SCTLR_EL1 RES1 bits, MMU and caches off */
-	msr	sctlr_el1, x0
-	mov	x0, #0x3c5			/* EL1h, DAIF masked */
-	msr	spsr_el2, x0
-	adr	x0, .Lfrom_el2
-	msr	elr_el2, x0
-	isb
-	eret
-.Lfrom_el2:
+	bl	plat_el2_to_el1
 	mov	x20, #1
 
 .Lat_el1:
@@ -130,6 +99,49 @@ _libkvmplat_entry:
 	wfe
 	b	.Lbad_el
 	.size _libkvmplat_entry, . - _libkvmplat_entry
+
+/*
+ * plat_el2_to_el1: called at EL2 with the MMU off; sets EL2 up for an EL1 guest
+ * (nothing EL1 needs trapped) and returns to the caller at EL1h, DAIF masked,
+ * MMU and caches off. Clobbers x0 and x1. Used by the boot CPU here and by
+ * secondary CPUs (uk-glue/lcpu_start.S), which PSCI starts at EL2 too.
+ */
+	.section .text.boot, "ax"
+	.global plat_el2_to_el1
+	.type plat_el2_to_el1, %function
+plat_el2_to_el1:
+	mov	x0, #(1 << 31)			/* HCR_EL2.RW: EL1 is AArch64 */
+	orr	x0, x0, #(3 << 40)		/* HCR_EL2.APK|API: no PAuth traps */
+	msr	hcr_el2, x0
+	mov	x0, #0x33ff			/* CPTR_EL2: RES1 bits, no FP/SVE traps */
+	msr	cptr_el2, x0
+	mrs	x0, cnthctl_el2
+	orr	x0, x0, #3			/* EL1PCTEN | EL1PCEN: timers for EL1 */
+	msr	cnthctl_el2, x0
+	msr	cntvoff_el2, xzr
+	msr	vttbr_el2, xzr
+	mrs	x0, midr_el1
+	msr	vpidr_el2, x0
+	mrs	x0, mpidr_el1
+	msr	vmpidr_el2, x0
+	/* GICv3 system registers for EL1, when the CPU has them. */
+	mrs	x0, id_aa64pfr0_el1
+	ubfx	x0, x0, #24, #4
+	cbz	x0, 2f
+	mrs	x0, S3_4_C12_C9_5		/* ICC_SRE_EL2 */
+	mov	x1, #0x9			/* Enable | SRE */
+	orr	x0, x0, x1
+	msr	S3_4_C12_C9_5, x0
+	isb
+2:	ldr	x0, =0x30d00800			/* SCTLR_EL1 RES1 bits, MMU and caches off */
+	msr	sctlr_el1, x0
+	mov	x0, #0x3c5			/* EL1h, DAIF masked */
+	msr	spsr_el2, x0
+	msr	elr_el2, x30			/* "return" to the caller, at EL1 */
+	isb
+	eret
+	.ltorg
+	.size plat_el2_to_el1, . - plat_el2_to_el1
 
 /* Data-cache maintenance by VA over [x0, x1); clobbers x0, x2, x3. */
 	.global plat_dcache_inval
