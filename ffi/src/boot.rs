@@ -213,6 +213,13 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     unsafe { zero_bss() };
     MMU_ON.set(true);
 
+    // Unikraft in a realm reaches devices at their DT address (mapped to the alias
+    // by the boot tables, and by Unikraft's own tables with PAGING, from the
+    // regions the hand-off describes): the console does too, from here on.
+    if cfg!(feature = "unikraft") && shared_bit != 0 {
+        uart.base &= !shared_bit;
+        CONSOLE_DESC.set(Some(uart));
+    }
     console::init(&uart);
     if source == ConsoleSource::FirstUart {
         console::print(format_args!(

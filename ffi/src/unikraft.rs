@@ -17,9 +17,9 @@
 //!   metadata there while the boot tables are still live;
 //! - in a realm, devices reachable at the addresses the device tree gives (see
 //!   [`extra_maps`]);
-//! - TPIDR_EL1 at the boot CPU's `struct lcpu` before `_ukplat_entry`: an SMP
-//!   build on a GICv3 (kvmtool, QEMU `gic-version=3`) otherwise stops at an
-//!   assertion, on the tree's C platform too (see [`before_entry`]).
+//! - TPIDR_EL1 and SP_EL0 of the boot CPU before `_ukplat_entry`: an SMP build
+//!   on a GICv3 (kvmtool, QEMU `gic-version=3`) otherwise stops at an assertion,
+//!   on the tree's C platform too, and an early trap wedges (see [`before_entry`]).
 
 use crate::uk017::MemregionDesc;
 use core::cell::UnsafeCell;
@@ -50,9 +50,9 @@ pub static bpt_unmap_mrd: UnmapMrd = UnmapMrd(UnsafeCell::new(MemregionDesc {
 unsafe extern "C" {
     /// Unikraft's exception vectors (`plat/kvm/arm/exceptions.S`).
     static vector_table: u8;
-    /// `struct lcpu lcpus[CONFIG_UKPLAT_LCPU_MAXCOUNT]` (`plat/common/lcpu.c`); the
-    /// boot CPU is always index 0. Only its address is used.
-    static lcpus: u8;
+    /// `uk-glue/bsp_early.c`: the boot CPU's TPIDR_EL1 and SP_EL0, as
+    /// `lcpu_init(lcpu_get_bsp())` will set them.
+    fn plat_uk_bsp_early();
 }
 
 /// Last steps before `_ukplat_entry`: record what the boot tables map and move
@@ -69,22 +69,24 @@ pub(crate) fn before_entry(bi: &BootInfo<'_>) {
     }
     // SAFETY: `vector_table` is 2 KiB-aligned code mapped executable by the boot
     // tables; from here on exceptions go to Unikraft's handlers, as after its
-    // own entry. TPIDR_EL1 = &lcpus[0] is what `lcpu_init(lcpu_get_bsp())` writes
-    // (plat/common/arm/lcpu.c:125), only earlier: `_ukplat_entry` probes the
-    // interrupt controller before it calls `lcpu_init` (setup.c:171/176 in 0.18,
-    // 208/213 in 0.17), and the GICv3 driver reads `lcpu_get_current()->idx`
-    // (gic-v3.c:68), which in an SMP build asserts that TPIDR_EL1 points into
-    // `lcpus` (plat/common/arm/lcpu.c:141). Nothing else reads TPIDR_EL1 before.
+    // own entry.
     unsafe {
         core::arch::asm!(
-            "msr vbar_el1, {v}",
-            "msr tpidr_el1, {l}",
+            "msr vbar_el1, {}",
             "isb",
-            v = in(reg) &raw const vector_table,
-            l = in(reg) &raw const lcpus,
+            in(reg) &raw const vector_table,
             options(nostack),
         )
     };
+    // The boot CPU's TPIDR_EL1 and SP_EL0 (its exception stack), which
+    // `lcpu_init(lcpu_get_bsp())` sets anyway, only earlier: `_ukplat_entry`
+    // probes the interrupt controller before it calls `lcpu_init` (setup.c:171/176
+    // in 0.18, 208/213 in 0.17); the GICv3 driver reads `lcpu_get_current()`
+    // (gic-v3.c:68), which in an SMP build asserts that TPIDR_EL1 points into
+    // `lcpus` (plat/common/arm/lcpu.c:141), and a trap before `lcpu_init` would
+    // run on an unset exception stack.
+    // SAFETY: two system-register writes on the boot CPU, before any C code runs.
+    unsafe { plat_uk_bsp_early() };
 }
 
 /// `int ukplat_suspend(void)`: not supported on KVM arm64 in 0.17 either.

@@ -53,6 +53,14 @@ pub(crate) unsafe fn fill(
     uart: &UartDesc,
     memrt_of: fn(RegionKind) -> u16,
 ) {
+    let device_alias = crate::realm::shared_bit();
+    // Devices as the console reaches them: at `uart.base` (the DT address in a
+    // Unikraft realm, the alias in the realm harness), backed by `| device_alias`.
+    // With PAGING in a realm, Unikraft builds its tables from these regions and
+    // its drivers only change the attributes of what is already mapped
+    // (`uk_bus_pf_devmap`): so every device window is described, DT address ->
+    // unprotected alias, and never the protected address.
+    let all_devices = cfg!(feature = "paging") && device_alias != 0;
     let console_page = Region {
         range: MemRange {
             start: uart.base,
@@ -61,6 +69,11 @@ pub(crate) unsafe fn fill(
         kind: RegionKind::Device,
         flags: RegionFlags::RW,
     };
+    let devices = bi.devices.iter().map(|d| Region {
+        range: d,
+        kind: RegionKind::Device,
+        flags: RegionFlags::RW,
+    });
     // Unikraft's build (mkbootinfo.py) already describes the image's segments as
     // KERNEL regions; ours would overlap them, which its coalescing refuses.
     // SAFETY: `ubi` is Unikraft's boot info with `count` valid descriptors.
@@ -69,10 +82,16 @@ pub(crate) unsafe fn fill(
         .regions
         .iter()
         .filter(|r| !(kernel_known && r.kind == RegionKind::Kernel));
+    let descs = regions
+        .map(|r| super::desc_typed(&r, memrt_of(r.kind)))
+        .chain(
+            devices
+                .filter(|_| all_devices)
+                .chain(core::iter::once(console_page).filter(|_| !all_devices))
+                .map(|r| super::desc_aliased(&r, memrt_of(r.kind), device_alias)),
+        );
     // SAFETY: `ubi` is Unikraft's boot info with room for `capacity` descriptors.
-    let pushed = unsafe {
-        super::push_regions_typed(ubi, regions.chain(core::iter::once(console_page)), memrt_of)
-    };
+    let pushed = unsafe { super::push_descs(ubi, descs) };
     if pushed.is_err() {
         fatal(format_args!(
             "more memory regions than ukplat_bootinfo can hold"

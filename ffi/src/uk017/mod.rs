@@ -207,6 +207,14 @@ pub fn desc_typed(r: &Region, memrt: u16) -> MemregionDesc {
     }
 }
 
+/// [`desc_typed`] for a window the guest reaches at its address (`vbase`) but that
+/// lives at `address | alias` (an Arm CCA realm's unprotected alias; 0 outside).
+pub fn desc_aliased(r: &Region, memrt: u16, alias: u64) -> MemregionDesc {
+    let mut d = desc_typed(r, memrt);
+    d.pbase |= alias;
+    d
+}
+
 /// The boot info's region list is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapacityExceeded;
@@ -225,6 +233,30 @@ pub unsafe fn push_regions(
     unsafe { push_regions_typed(bi, regions, memrt_of) }
 }
 
+/// Appends ready-made descriptors, refusing to write past `capacity`.
+///
+/// # Safety
+///
+/// As for [`push_regions`].
+pub unsafe fn push_descs(
+    bi: *mut Bootinfo,
+    descs: impl Iterator<Item = MemregionDesc>,
+) -> Result<(), CapacityExceeded> {
+    // SAFETY: the caller guarantees `bi` is valid and exclusive.
+    let b = unsafe { &mut *bi };
+    // SAFETY: the descriptor array starts right after the 80-byte header.
+    let base = unsafe { bi.add(1) }.cast::<MemregionDesc>();
+    for d in descs {
+        if b.mrds.count >= b.mrds.capacity {
+            return Err(CapacityExceeded);
+        }
+        // SAFETY: count < capacity, and the caller vouches for `capacity` slots.
+        unsafe { base.add(b.mrds.count as usize).write(d) };
+        b.mrds.count += 1;
+    }
+    Ok(())
+}
+
 /// [`push_regions`] with the type numbers of `memrt_of` (a release's numbering).
 ///
 /// # Safety
@@ -235,22 +267,8 @@ pub unsafe fn push_regions_typed(
     regions: impl Iterator<Item = Region>,
     memrt_of: fn(RegionKind) -> u16,
 ) -> Result<(), CapacityExceeded> {
-    // SAFETY: the caller guarantees `bi` is valid and exclusive.
-    let b = unsafe { &mut *bi };
-    // SAFETY: the descriptor array starts right after the 80-byte header.
-    let base = unsafe { bi.add(1) }.cast::<MemregionDesc>();
-    for r in regions {
-        if b.mrds.count >= b.mrds.capacity {
-            return Err(CapacityExceeded);
-        }
-        // SAFETY: count < capacity, and the caller vouches for `capacity` slots.
-        unsafe {
-            base.add(b.mrds.count as usize)
-                .write(desc_typed(&r, memrt_of(r.kind)))
-        };
-        b.mrds.count += 1;
-    }
-    Ok(())
+    // SAFETY: as for `push_descs`.
+    unsafe { push_descs(bi, regions.map(|r| desc_typed(&r, memrt_of(r.kind)))) }
 }
 
 /// Whether the list already holds a descriptor of type `memrt` (Unikraft's
