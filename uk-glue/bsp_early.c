@@ -7,10 +7,12 @@
  * lcpu_arch_init). Until then the GICv3 driver's lcpu_get_current() asserts in an
  * SMP build, and a trap (a device access that faults, say) enters Unikraft's
  * vectors with a garbage exception stack and wedges silently. Here TPIDR_EL1 gets
- * the boot CPU's struct lcpu (what lcpu_arch_init() writes later), and SP_EL0 a
- * stand-in IRQ/trap stack pair of the same shape (the tree's is static to
- * lcpu.c) until lcpu_arch_init() installs the real one: such a trap is then
- * reported by Unikraft's handler.
+ * the boot CPU's struct lcpu (what lcpu_arch_init() writes later), and SP_EL0 the
+ * top of the Rust entry's exception stack, idle once VBAR_EL1 points at Unikraft's
+ * vectors, as a stand-in trap stack (the tree's is static to lcpu.c) until
+ * lcpu_arch_init() installs the real one: such a trap is then reported by
+ * Unikraft's handler. Only the trap half (below SP_EL0) is ever used: IRQs stay
+ * masked until lcpu_init.
  */
 #include <uk/config.h>
 #include <uk/essentials.h>
@@ -19,14 +21,10 @@
 #include <uk/plat/lcpu.h>
 #include <uk/plat/common/lcpu.h>
 
-/* Shaped like plat/common/arm/lcpu.c's lcpu_irqntrap_sp[] entry: SP_EL0 points
- * at its middle. */
-static __align(16) __u8 bsp_early_irqntrap_sp[CPU_EXCEPT_STACK_SIZE * 2];
-
-void plat_uk_bsp_early(void)
+void plat_uk_bsp_early(__uptr trap_sp)
 {
 	struct lcpu *bsp = lcpu_get_bsp();
 
 	SYSREG_WRITE64(tpidr_el1, (__uptr)bsp);
-	SYSREG_WRITE64(sp_el0, (__uptr)&bsp_early_irqntrap_sp[CPU_EXCEPT_STACK_SIZE]);
+	SYSREG_WRITE64(sp_el0, trap_sp);
 }

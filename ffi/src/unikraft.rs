@@ -50,9 +50,12 @@ pub static bpt_unmap_mrd: UnmapMrd = UnmapMrd(UnsafeCell::new(MemregionDesc {
 unsafe extern "C" {
     /// Unikraft's exception vectors (`plat/kvm/arm/exceptions.S`).
     static vector_table: u8;
-    /// `uk-glue/bsp_early.c`: the boot CPU's TPIDR_EL1 and SP_EL0, as
-    /// `lcpu_init(lcpu_get_bsp())` will set them.
-    fn plat_uk_bsp_early();
+    /// `uk-glue/bsp_early.c`: the boot CPU's TPIDR_EL1 (as
+    /// `lcpu_init(lcpu_get_bsp())` will set it) and SP_EL0 = `trap_sp`.
+    fn plat_uk_bsp_early(trap_sp: u64);
+    /// Top of the early vectors' stack (`arch/entry.S`), idle once VBAR_EL1 points
+    /// at Unikraft's vectors.
+    static plat_exc_stack_top: u8;
 }
 
 /// Last steps before `_ukplat_entry`: record what the boot tables map and move
@@ -85,8 +88,9 @@ pub(crate) fn before_entry(bi: &BootInfo<'_>) {
     // (gic-v3.c:68), which in an SMP build asserts that TPIDR_EL1 points into
     // `lcpus` (plat/common/arm/lcpu.c:141), and a trap before `lcpu_init` would
     // run on an unset exception stack.
-    // SAFETY: two system-register writes on the boot CPU, before any C code runs.
-    unsafe { plat_uk_bsp_early() };
+    // SAFETY: two system-register writes on the boot CPU, before any C code runs;
+    // the early exception stack is no longer used by anything.
+    unsafe { plat_uk_bsp_early(&raw const plat_exc_stack_top as u64) };
 }
 
 /// `int ukplat_suspend(void)`: not supported on KVM arm64 in 0.17 either.
