@@ -7,11 +7,17 @@ use plat_kvm_arm::memregion::{MemRange, RegionFlags, RegionKind};
 
 const IMG: [ImageSegment; 2] = [
     ImageSegment {
-        range: MemRange { start: 0x8010_0000, end: 0x8014_0000 },
+        range: MemRange {
+            start: 0x8010_0000,
+            end: 0x8014_0000,
+        },
         flags: RegionFlags::RX,
     },
     ImageSegment {
-        range: MemRange { start: 0x8014_0000, end: 0x8020_0000 },
+        range: MemRange {
+            start: 0x8014_0000,
+            end: 0x8020_0000,
+        },
         flags: RegionFlags::RW,
     },
 ];
@@ -19,7 +25,10 @@ const IMG: [ImageSegment; 2] = [
 fuzz_target!(|data: &[u8]| {
     // The first 8 bytes choose where the blob "lies"; the rest is the blob.
     let (at, blob) = if data.len() >= 8 {
-        (u64::from_le_bytes(data[..8].try_into().unwrap()), &data[8..])
+        (
+            u64::from_le_bytes(data[..8].try_into().unwrap()),
+            &data[8..],
+        )
     } else {
         (0x83e0_0000, data)
     };

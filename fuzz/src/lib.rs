@@ -61,7 +61,10 @@ pub fn check_bootinfo(bi: &BootInfo<'_>, image: &ImageLayout<'_>, dtb_at: u64, b
         );
     }
     assert_eq!(bi.dtb.start, dtb_at, "DTB start");
-    assert!(bi.dtb.len() as usize <= blob_len, "DTB longer than the blob");
+    assert!(
+        bi.dtb.len() as usize <= blob_len,
+        "DTB longer than the blob"
+    );
     assert!(
         regions
             .iter()
@@ -85,7 +88,10 @@ pub fn check_bootinfo(bi: &BootInfo<'_>, image: &ImageLayout<'_>, dtb_at: u64, b
         );
     }
     for w in devs.windows(2) {
-        assert!(w[0].end < w[1].start, "devices unsorted, overlapping or unmerged");
+        assert!(
+            w[0].end < w[1].start,
+            "devices unsorted, overlapping or unmerged"
+        );
     }
     // Completeness at a few pages per bank.
     for b in ram {

@@ -340,7 +340,9 @@ impl Spec {
         let mut taken: Vec<(u64, u64)> = Vec::new();
         for &(a, sz) in self.memreserve.iter().take(6) {
             let (a, l) = (a.get(&plain), sz.get());
-            let Some(end) = a.checked_add(l) else { continue };
+            let Some(end) = a.checked_add(l) else {
+                continue;
+            };
             if l == 0 || taken.iter().any(|&(s, e)| a < e && s < end) {
                 continue;
             }
@@ -371,8 +373,9 @@ impl Spec {
         }
         if let Some(s) = &self.stdout {
             let v = match s {
-                Stdout::Path(i, opts) => uart_name(*i)
-                    .map(|n| format!("/{n}{}", if *opts { ":115200n8" } else { "" })),
+                Stdout::Path(i, opts) => {
+                    uart_name(*i).map(|n| format!("/{n}{}", if *opts { ":115200n8" } else { "" }))
+                }
                 Stdout::NoUnit(_) => Some("/uart".into()),
                 Stdout::Alias(i, opts) => {
                     Some(format!("serial{i}{}", if *opts { ":115200n8" } else { "" }))
@@ -400,9 +403,8 @@ impl Spec {
                 put(&mut w, "linux,initrd-end", e, i.wide_end)?;
             }
             if i.only.is_none() {
-                ex.initrd = Some((readback(s, 2 - u32::from(!i.wide_start)), {
-                    readback(e, 2 - u32::from(!i.wide_end))
-                }));
+                let rb = |v: u64, wide| if wide { v } else { u64::from(v as u32) };
+                ex.initrd = Some((rb(s, i.wide_start), rb(e, i.wide_end)));
             }
         }
         w.end_node(chosen)?;
@@ -546,7 +548,11 @@ impl Spec {
         // GIC
         if let Some(g) = &self.gic {
             let n = w.begin_node(&format!("intc@{:x}", g.dist.get(&plain)))?;
-            let c = if g.v3 { "arm,gic-v3" } else { "arm,cortex-a15-gic" };
+            let c = if g.v3 {
+                "arm,gic-v3"
+            } else {
+                "arm,cortex-a15-gic"
+            };
             w.property_string("compatible", c)?;
             w.property_null("interrupt-controller")?;
             let mut reg = Vec::new();
@@ -610,9 +616,18 @@ impl Spec {
         };
         let mut segments = Vec::new();
         let default = [
-            Segment { pages: 63, flags: 0 },
-            Segment { pages: 31, flags: 1 },
-            Segment { pages: 159, flags: 2 },
+            Segment {
+                pages: 63,
+                flags: 0,
+            },
+            Segment {
+                pages: 31,
+                flags: 1,
+            },
+            Segment {
+                pages: 159,
+                flags: 2,
+            },
         ];
         let segs = if self.segments.is_empty() {
             &default[..]
