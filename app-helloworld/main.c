@@ -1,8 +1,20 @@
 /* Hello world for plat-kvm-arm-rs on Unikraft 0.17 / 0.18 (written for this project).
  * With SMP (CONFIG_UKPLAT_LCPU_MAXCOUNT > 1) it also starts the secondary CPUs and
- * has each run a function through the platform's RUN IPI. */
+ * has each run a function through the platform's RUN IPI.
+ * With the argument "console-reentry=ADDR" it writes 64 bytes from ADDR straight to
+ * the platform console, ADDR chosen by the test so that the read faults midway:
+ * Unikraft's trap handler then prints while the console is held (a re-entry test). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <uk/config.h>
+#if CONFIG_LIBUKCONSOLE
+#include <uk/console.h>
+#define console_write(b, n) uk_console_out((b), (n))
+#else
+#include <uk/plat/console.h>
+#define console_write(b, n) ukplat_coutk((b), (n))
+#endif
 
 #if CONFIG_HAVE_SMP
 #include <uk/essentials.h>
@@ -61,8 +73,17 @@ int main(int argc, char *argv[])
 	int i;
 
 	printf("Hello world!\n");
-	for (i = 1; i < argc; i++)
+	for (i = 1; i < argc; i++) {
+		if (!strncmp(argv[i], "console-reentry=", 16)) {
+			const char *p = (const char *)strtoul(argv[i] + 16, NULL, 0);
+
+			printf("console re-entry test: writing from %p\n", p);
+			console_write(p, 64);
+			printf("console re-entry test: no fault\n");
+			continue;
+		}
 		printf("arg %d: %s\n", i, argv[i]);
+	}
 #if CONFIG_HAVE_SMP
 	smp_check();
 #endif

@@ -2,11 +2,16 @@
 //! Unikraft release's ABI module exports it (0.17: `ukplat_coutk` and friends,
 //! 0.18: a registered `struct uk_console`).
 
+use core::arch::asm;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 use plat_kvm_arm::console::{Console, UartDesc};
 use spin::Mutex;
 
 static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
+/// The CPU (MPIDR_EL1 affinity) inside the console lock, or [`NO_OWNER`].
+static OWNER: AtomicU64 = AtomicU64::new(NO_OWNER);
+const NO_OWNER: u64 = u64::MAX;
 
 /// Whether "\n" goes out as "\r\n": the release's callers decide.
 const CRLF: bool = crate::abi::CONSOLE_CRLF;
@@ -24,11 +29,57 @@ pub(crate) fn init(desc: &UartDesc) {
     }
 }
 
+/// This CPU's affinity (MPIDR_EL1 without the U and MT bits).
+fn this_cpu() -> u64 {
+    let mpidr: u64;
+    // SAFETY: reading an ID register has no side effect.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack)) };
+    mpidr & 0xff_00ff_ffff
+}
+
+/// Runs `f` on the console with IRQs and FIQs masked, so that an interrupt
+/// handler that prints cannot find the lock held by the code it interrupted.
+/// If the lock is held by this very CPU anyway (a trap taken while printing, whose
+/// handler prints: Unikraft's do, through `ukplat_coutk` or its console), `f` runs
+/// on a lock-free instance of the same UART instead of spinning for ever; another
+/// CPU holding it is waited for. `None` when there is no console.
+fn with_console<R>(f: impl FnOnce(&mut Console) -> R) -> Option<R> {
+    let daif: u64;
+    // SAFETY: saves the interrupt masks, then masks IRQ and FIQ; restored below.
+    unsafe { asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nostack)) };
+    let me = this_cpu();
+    let r = loop {
+        if let Some(mut guard) = CONSOLE.try_lock() {
+            OWNER.store(me, Ordering::Relaxed);
+            let r = guard.as_mut().map(f);
+            OWNER.store(NO_OWNER, Ordering::Relaxed);
+            break r;
+        }
+        if OWNER.load(Ordering::Relaxed) == me {
+            break reentrant(f);
+        }
+        core::hint::spin_loop();
+    };
+    // SAFETY: restores the masks saved above.
+    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack)) };
+    r
+}
+
+/// `f` on a second driver instance over the console's UART, for a re-entrant use
+/// on the CPU that holds the lock (its own output may be cut by this one).
+fn reentrant<R>(f: impl FnOnce(&mut Console) -> R) -> Option<R> {
+    let desc = crate::boot::CONSOLE_DESC.get()?;
+    // SAFETY: the UART is mapped (the console was set up on it); the interrupted
+    // user on this CPU cannot run until this returns.
+    let mut c = unsafe { Console::from_desc(&desc, CRLF) }.ok()?;
+    Some(f(&mut c))
+}
+
 /// Formats onto the console, if there is one.
 pub(crate) fn print(args: core::fmt::Arguments<'_>) {
-    if let Some(c) = CONSOLE.lock().as_mut() {
+    with_console(|c| {
         let _ = c.write_fmt(args);
-    }
+    });
 }
 
 /// Writes on a fatal path: through the console if it is free, otherwise (MMU off,
@@ -51,13 +102,15 @@ pub(crate) fn emergency_write(desc: &UartDesc, args: core::fmt::Arguments<'_>) {
 
 /// Writes `bytes`; `None` when there is no console.
 pub(crate) fn write_bytes(bytes: &[u8]) -> Option<usize> {
-    CONSOLE.lock().as_mut().map(|c| c.write(bytes))
+    with_console(|c| c.write(bytes))
 }
 
 /// Reads the bytes waiting, up to `out.len()`; `None` when there is no console.
 pub(crate) fn read_bytes(out: &mut [u8]) -> Option<usize> {
-    let mut guard = CONSOLE.lock();
-    let c = guard.as_mut()?;
+    with_console(|c| read_into(c, out))
+}
+
+fn read_into(c: &mut Console, out: &mut [u8]) -> usize {
     let mut n = 0;
     while n < out.len() {
         match c.getc() {
@@ -68,5 +121,5 @@ pub(crate) fn read_bytes(out: &mut [u8]) -> Option<usize> {
             None => break,
         }
     }
-    Some(n)
+    n
 }
