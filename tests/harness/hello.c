@@ -173,6 +173,36 @@ static void realm_checks(struct ukplat_bootinfo *bi)
 }
 #endif
 
+/* "console-reentry=0x<hex>" on the command line: write 64 bytes from that address
+ * straight to the console. The test picks an address 32 bytes below the end of
+ * RAM: the read faults while the console is held, and the fault report must still
+ * come out (no deadlock on the console). */
+static void console_reentry(const struct ukplat_bootinfo *bi)
+{
+	static const char key[] = "console-reentry=0x";
+	const char *c = (const char *)(uintptr_t)bi->cmdline;
+	uint64_t a = 0, i, k = sizeof(key) - 1;
+
+	for (i = 0; c && i + k < bi->cmdline_len; i++)
+		if (!__builtin_memcmp(c + i, key, k))
+			break;
+	if (!c || i + k >= bi->cmdline_len)
+		return;
+	for (i += k; i < bi->cmdline_len; i++) {
+		char d = c[i];
+		int v = d >= '0' && d <= '9' ? d - '0' : d >= 'a' && d <= 'f' ? d - 'a' + 10 : -1;
+
+		if (v < 0)
+			break;
+		a = a << 4 | (uint64_t)v;
+	}
+	out("harness: console re-entry from ");
+	hex(a);
+	out("\n");
+	ukplat_coutk((const char *)(uintptr_t)a, 64);
+	out("harness: console re-entry: no fault\n");
+}
+
 void _ukplat_entry(void)
 {
 	struct ukplat_bootinfo *bi = ukplat_bootinfo_get();
@@ -203,6 +233,7 @@ void _ukplat_entry(void)
 	out("harness: free ");
 	hex(free_bytes);
 	out("\n");
+	console_reentry(bi);
 #ifdef PLAT_KVM_ARM_REALM
 	realm_checks(bi);
 #endif
