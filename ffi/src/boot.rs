@@ -281,6 +281,7 @@ impl core::fmt::Display for BootError {
 }
 
 #[inline(never)]
+#[allow(named_asm_labels)]
 fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
     let mmfr0: u64;
     // SAFETY: reading an ID register has no side effect.
@@ -324,6 +325,11 @@ fn enable_mmu(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) {
             "bic {tmp}, {tmp}, {clear}",
             "msr sctlr_el1, {tmp}",
             "isb",
+            // The first instruction with the MMU on: a mark for `make bench`
+            // ("instructions with the MMU off"). This function is never inlined,
+            // so the label exists once.
+            ".global plat_mmu_on",
+            "plat_mmu_on:",
             mair = in(reg) pagetable::MAIR_EL1,
             tcr = in(reg) tcr,
             ttbr0 = in(reg) ttbr0,
