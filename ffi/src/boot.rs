@@ -223,7 +223,7 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     console::init(&uart);
     if source == ConsoleSource::FirstUart {
         console::print(format_args!(
-            "plat-kvm-arm: /chosen/stdout-path unusable, console on the first UART at {:#x}\n",
+            "plat-kvm-arm: note: no console named (stdout-path, console=, earlycon=); using the first UART, at {:#x}\n",
             uart.base
         ));
     }

@@ -150,7 +150,11 @@ impl core::fmt::Display for BootInfoError {
 pub enum ConsoleSource {
     /// `/chosen/stdout-path` (through `/aliases` if needed) named it.
     StdoutPath,
-    /// `stdout-path` was absent or unusable; the first supported UART was taken.
+    /// No usable `stdout-path`; the boot args named its address, as Linux reads
+    /// them (`console=` or `earlycon=` `uart,mmio,<addr>`, `uart8250,mmio32,<addr>`,
+    /// `pl011,<addr>`...): Firecracker appends `earlycon=uart,mmio,<addr>`.
+    Bootargs,
+    /// Neither named one; the first supported UART was taken (a guess).
     FirstUart,
 }
 
@@ -699,16 +703,21 @@ pub fn parse_into<'a>(
     }
     regions.sort_by_key(|r| (r.range.start, r.kind));
 
+    bi.cmdline = match w.chosen.as_ref().and_then(|c| c.bootargs()) {
+        Some(v) => Some(fdt::value_str(v)?),
+        None => None,
+    };
     bi.console = w
         .chosen
         .as_ref()
         .and_then(|c| console_from_stdout_path(c, &w))
         .map(|u| (u, ConsoleSource::StdoutPath))
+        .or_else(|| {
+            bi.cmdline
+                .and_then(|args| console_from_bootargs(args, &w))
+                .map(|u| (u, ConsoleSource::Bootargs))
+        })
         .or_else(|| w.uarts.get(0).map(|(_, u)| (u, ConsoleSource::FirstUart)));
-    bi.cmdline = match w.chosen.as_ref().and_then(|c| c.bootargs()) {
-        Some(v) => Some(fdt::value_str(v)?),
-        None => None,
-    };
     bi.psci = w.psci;
     bi.gic = w.gic;
     bi.dtb = dtb_range;
@@ -802,6 +811,45 @@ fn uart_desc(n: &Node<'_>, kind: UartKind, cells: Cells) -> Option<UartDesc> {
         reg_io_width: reg_io_width as u8,
         clock_hz: n.clock_frequency().and_then(|v| fdt::value_u32(v).ok()),
     })
+}
+
+/// A console named by the boot args the way Linux reads them: the last `console=`
+/// with an MMIO address, else the last `earlycon=`. Forms: `<name>,<addr>` or
+/// `<name>,<iotype>,<addr>[,<options>]`, with name `uart`, `uart8250`, `ns16550`,
+/// `ns16550a` (a 16550) or `pl011`, iotype `mmio`/`mmio32`/..., addr hex (`0x`) or
+/// decimal. Only a UART the device tree describes at that address is taken (its
+/// node gives the register layout, and only device-tree windows are mapped).
+fn console_from_bootargs(args: &str, w: &Walk<'_, '_>) -> Option<UartDesc> {
+    let spec = |key: &str| {
+        args.split_ascii_whitespace()
+            .rev()
+            .filter_map(|t| t.strip_prefix(key))
+            .find_map(parse_console_spec)
+    };
+    let (kind, base) = spec("console=").or_else(|| spec("earlycon="))?;
+    w.uarts
+        .iter()
+        .map(|(_, u)| u)
+        .find(|u| u.base == base && u.kind == kind)
+}
+
+/// `(kind, address)` of a `console=`/`earlycon=` value such as `uart,mmio,0x40002000`.
+fn parse_console_spec(v: &str) -> Option<(UartKind, u64)> {
+    let mut parts = v.split(',');
+    let kind = match parts.next()? {
+        "uart" | "uart8250" | "ns16550" | "ns16550a" => UartKind::Ns16550,
+        "pl011" => UartKind::Pl011,
+        _ => return None,
+    };
+    let mut addr = parts.next()?;
+    if addr.starts_with("mmio") || addr == "io" {
+        addr = parts.next()?;
+    }
+    let n = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => addr.parse().ok()?,
+    };
+    Some((kind, n))
 }
 
 /// Resolves `/chosen/stdout-path` ("serial0", "serial0:115200n8" or "/path@addr").

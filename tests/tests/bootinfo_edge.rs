@@ -246,6 +246,70 @@ fn missing_chosen_falls_back_to_first_uart() {
 }
 
 #[test]
+fn console_named_by_the_boot_args() {
+    // No stdout-path (as on Firecracker): the boot args name the UART by address.
+    let uarts = || {
+        vec![
+            ("serial@1000000", "ns16550a", 0x100_0000, vec![]),
+            ("serial@1001000", "ns16550a", 0x100_1000, vec![]),
+            ("pl011@9000000", "arm,pl011", 0x900_0000, vec![]),
+        ]
+    };
+    let pick = |args: &str| {
+        let mut v = args.as_bytes().to_vec();
+        v.push(0);
+        let t = Tree {
+            chosen: Some(vec![("bootargs", v)]),
+            uarts: uarts(),
+            ..Default::default()
+        };
+        let bi = t.parse().unwrap();
+        let (u, src) = bi.console.unwrap();
+        (u.kind, u.base, src)
+    };
+    use ConsoleSource::{Bootargs, FirstUart};
+    use UartKind::{Ns16550, Pl011};
+    assert_eq!(
+        pick("console=ttyS0 earlycon=uart,mmio,0x1001000"),
+        (Ns16550, 0x100_1000, Bootargs)
+    );
+    assert_eq!(
+        pick("earlycon=uart8250,mmio32,0x1001000,115200n8 quiet"),
+        (Ns16550, 0x100_1000, Bootargs)
+    );
+    assert_eq!(
+        pick("earlycon=pl011,0x9000000"),
+        (Pl011, 0x900_0000, Bootargs)
+    );
+    assert_eq!(
+        pick("earlycon=pl011,mmio32,150994944"),
+        (Pl011, 0x900_0000, Bootargs),
+        "decimal address"
+    );
+    // console= wins over earlycon=, and the last of each counts.
+    assert_eq!(
+        pick("console=uart,mmio,0x1001000 earlycon=uart,mmio,0x1000000"),
+        (Ns16550, 0x100_1000, Bootargs)
+    );
+    assert_eq!(
+        pick("earlycon=uart,mmio,0x1000000 earlycon=uart,mmio,0x1001000"),
+        (Ns16550, 0x100_1000, Bootargs)
+    );
+    // Not a UART the tree describes at that address, or of another kind, or not
+    // parsable: a guess, said so by the source.
+    for args in [
+        "earlycon=uart,mmio,0x5000000",
+        "earlycon=pl011,0x1001000",
+        "earlycon=uart,mmio,0xzz",
+        "earlycon=efifb",
+        "earlycon=uart,mmio",
+        "console=ttyS1",
+    ] {
+        assert_eq!(pick(args), (Ns16550, 0x100_0000, FirstUart), "{args}");
+    }
+}
+
+#[test]
 fn reg_shift_and_io_width() {
     let t = Tree {
         uarts: vec![(

@@ -1,5 +1,5 @@
-//! Boot info from device trees captured from real kvmtool 3.18.0 and QEMU 10.0.2
-//! (`../shared/fixtures/dtb`). Every region, the console, the conduit and the
+//! Boot info from device trees captured from real kvmtool 3.18.0, QEMU 10.0.2 and
+//! Firecracker v1.7.0, v1.10.1 and v1.16.1 (`../shared/fixtures/dtb`). Every region, the console, the conduit and the
 //! command line are asserted exactly.
 
 use plat_kvm_arm::bootinfo::{self, ConsoleSource, GicDesc, ImageLayout, ImageSegment};
@@ -261,4 +261,101 @@ fn every_fixture_parses() {
         }
     }
     assert_eq!(n, 9, "expected the 6 kvmtool and 3 QEMU fixtures");
+}
+
+/// A Firecracker tree: no stdout-path and no aliases, the console named by the
+/// `earlycon=uart,mmio,<addr>` Firecracker appends to the boot args. The image is
+/// where Firecracker loads it (RAM base + 1 MiB of text offset), the DTB at RAM end
+/// - 2 MiB.
+fn check_firecracker(name: &str, ram: (u64, u64), uart_base: u64, cmdline: &str, cpus: usize) {
+    let Some(blob) = load(&format!("firecracker/{name}.dtb")) else {
+        return;
+    };
+    let (base, end) = ram;
+    let seg = segments(base);
+    let dtb_addr = end - 0x20_0000;
+    let bi = bootinfo::parse(&blob, dtb_addr, &ImageLayout { segments: &seg })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let dtb_end = dtb_addr + dtb_size(&blob);
+    use RegionKind::*;
+    let t = base + 0x10_0000;
+    let want: Expect = vec![
+        (base, t, Free),
+        (t, t + 0x4_0000, Kernel),
+        (t + 0x4_0000, t + 0x6_0000, Kernel),
+        (t + 0x6_0000, t + 0x10_0000, Kernel),
+        (t + 0x10_0000, dtb_addr, Free),
+        (dtb_addr, dtb_end, DeviceTree),
+        ((dtb_end + 0xfff) & !0xfff, end, Free),
+    ];
+    assert_eq!(regions(&bi), want, "{name}");
+    assert_eq!(bi.ram.iter().collect::<Vec<_>>(), [r(base, end)], "{name}");
+    let (uart, src) = bi.console.unwrap();
+    assert_eq!(src, ConsoleSource::Bootargs, "{name}: earlycon= names it");
+    assert_eq!(
+        (uart.kind, uart.base, uart.size),
+        (UartKind::Ns16550, uart_base, 0x1000),
+        "{name}"
+    );
+    assert_eq!((uart.reg_shift, uart.reg_io_width), (0, 1));
+    assert_eq!(bi.psci, Some(Conduit::Hvc));
+    assert_eq!(bi.cmdline, Some(cmdline));
+    assert_eq!(bi.cpu_count, cpus);
+    assert!(matches!(bi.gic, Some(GicDesc::V3 { dist, .. }) if dist.start == 0x3fff_0000));
+    assert!(
+        bi.devices
+            .iter()
+            .any(|d| d.start <= uart_base && d.end >= uart_base + 0x1000)
+    );
+    assert_eq!(bootinfo::psci_conduit(&blob), bi.psci);
+}
+
+#[test]
+fn firecracker_v1_7_0() {
+    let args = "console=ttyS0 earlycon=uart,mmio,0x40000000";
+    check_firecracker(
+        "v1.7.0-m64-c1",
+        (0x8000_0000, 0x8400_0000),
+        0x4000_0000,
+        args,
+        1,
+    );
+    check_firecracker(
+        "v1.7.0-m1024-c2",
+        (0x8000_0000, 0xc000_0000),
+        0x4000_0000,
+        args,
+        2,
+    );
+}
+
+#[test]
+fn firecracker_v1_10_1_ram_from_0x80200000() {
+    let args = "console=ttyS0 earlycon=uart,mmio,0x40000000";
+    check_firecracker(
+        "v1.10.1-m64-c1",
+        (0x8020_0000, 0x8400_0000),
+        0x4000_0000,
+        args,
+        1,
+    );
+}
+
+#[test]
+fn firecracker_v1_16_1_uart_moved() {
+    let args = "console=ttyS0 pci=off earlycon=uart,mmio,0x40002000";
+    check_firecracker(
+        "v1.16.1-m64-c1",
+        (0x8020_0000, 0x8400_0000),
+        0x4000_2000,
+        args,
+        1,
+    );
+    check_firecracker(
+        "v1.16.1-m1024-c2",
+        (0x8020_0000, 0xc000_0000),
+        0x4000_2000,
+        args,
+        2,
+    );
 }
