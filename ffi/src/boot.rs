@@ -164,8 +164,12 @@ pub(crate) fn conduit() -> Conduit {
 /// Reports a fatal boot error on the best console known and powers off.
 pub(crate) fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     if !IN_FATAL.test_and_set() {
-        let desc = CONSOLE_DESC.get().unwrap_or_else(fallback_console);
-        console::emergency_write(&desc, format_args!("plat-kvm-arm: fatal: {args}\n"));
+        let desc = CONSOLE_DESC.get();
+        console::emergency_write(
+            &desc.unwrap_or_else(fallback_console),
+            desc.is_none(),
+            format_args!("plat-kvm-arm: fatal: {args}\n"),
+        );
     }
     crate::shutdown::power_off(crate::shutdown::Reason::Fatal)
 }
@@ -423,7 +427,8 @@ pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
     if MMU_ON.get() {
         console::print(args);
     } else {
-        console::emergency_write(&CONSOLE_DESC.get().unwrap_or_else(fallback_console), args);
+        let desc = CONSOLE_DESC.get();
+        console::emergency_write(&desc.unwrap_or_else(fallback_console), desc.is_none(), args);
     }
 }
 

@@ -82,9 +82,17 @@ pub(crate) fn print(args: core::fmt::Arguments<'_>) {
     });
 }
 
+/// Status polls a wait may spend on a UART that is only guessed (the VMM's usual
+/// one, when the device tree named none): a VMM without it (Firecracker started
+/// without `console=`) makes each poll a VM exit that reads 0, and a full budget
+/// would take minutes there; this bounds the whole fatal message to well under a
+/// second while a real UART still gets its bytes out.
+const GUESSED_UART_POLLS: u32 = 4096;
+
 /// Writes on a fatal path: through the console if it is free, otherwise (MMU off,
-/// or the lock held by the code that failed) through a fresh driver instance.
-pub(crate) fn emergency_write(desc: &UartDesc, args: core::fmt::Arguments<'_>) {
+/// or the lock held by the code that failed) through a fresh driver instance;
+/// `guessed` when `desc` is not the device tree's (see [`GUESSED_UART_POLLS`]).
+pub(crate) fn emergency_write(desc: &UartDesc, guessed: bool, args: core::fmt::Arguments<'_>) {
     if crate::boot::MMU_ON.get()
         && let Some(mut guard) = CONSOLE.try_lock()
         && let Some(c) = guard.as_mut()
@@ -94,7 +102,12 @@ pub(crate) fn emergency_write(desc: &UartDesc, args: core::fmt::Arguments<'_>) {
     }
     // SAFETY: a fatal path: the UART is either already mapped (MMU on, from the DT) or
     // reached physically (MMU off); a racing user of the console is stopped anyway.
-    if let Ok(mut c) = unsafe { Console::from_desc(desc, CRLF) } {
+    if let Ok(c) = unsafe { Console::from_desc(desc, CRLF) } {
+        let mut c = if guessed {
+            c.with_spin_budget(GUESSED_UART_POLLS)
+        } else {
+            c
+        };
         c.init(desc.clock_hz);
         let _ = c.write_fmt(args);
     }

@@ -178,6 +178,16 @@ impl Console {
 }
 
 impl<N: ns16550::Uart16550Io, P: pl011::Pl011Io> Console<N, P> {
+    /// Replaces the number of status polls a wait for transmit room may spend (at
+    /// least 1): small for a UART that is only guessed to exist, so that writing to
+    /// one that does not (reads as 0, never "room") stops quickly.
+    pub fn with_spin_budget(self, polls: u32) -> Self {
+        match self {
+            Self::Ns16550(u) => Self::Ns16550(u.with_spin_budget(polls)),
+            Self::Pl011(u) => Self::Pl011(u.with_spin_budget(polls)),
+        }
+    }
+
     /// Which model is behind the console.
     pub const fn kind(&self) -> UartKind {
         match self {
