@@ -1096,7 +1096,14 @@ fn fetch_token<C: SmcccConduit + ?Sized>(
             let progress =
                 attestation_token_continue(conduit, granule, offset + done, size - done)?;
             // The wrapper checked n <= size - done, so the sums stay within the
-            // buffer's length.
+            // buffer's length. More than INIT announced is a lie even where the
+            // buffer has room (found by the `rsi` fuzz target).
+            let n = match progress {
+                TokenProgress::Complete(n) | TokenProgress::Incomplete(n) => n,
+            };
+            if written + n > bound {
+                return Err(RsiError::BadReply("token longer than its announced bound"));
+            }
             match progress {
                 TokenProgress::Complete(n) => return Ok(written + n),
                 TokenProgress::Incomplete(n) => {

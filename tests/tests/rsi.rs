@@ -1235,6 +1235,19 @@ fn lying_rmm_token_answers_are_errors() {
         Err(RsiError::BadReply(_))
     ));
     assert_eq!(continues(&m), [[TOKEN_IPA, 0, G]]);
+
+    // Longer than the bound although the buffer has room (the `rsi` fuzz target's
+    // finding: INIT announced 0 bytes, CONTINUE then wrote 1 and succeeded).
+    for (len, bound) in [(100, 50), (1, 0), (G as usize + 10, G)] {
+        let m = MockRmm::with_token(len, bound);
+        m.set_range(TOKEN_IPA, TOKEN_IPA + 4 * G, Ripas::Ram);
+        let mut buf = vec![0u8; 4 * G as usize];
+        assert_eq!(
+            rsi::attestation_token(&m, &[1; 64], &mut buf, TOKEN_IPA),
+            Err(RsiError::BadReply("token longer than its announced bound")),
+            "token {len} bytes, bound {bound}"
+        );
+    }
 }
 
 #[test]
