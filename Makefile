@@ -1,6 +1,7 @@
 # plat-kvm-arm-rs: the project's verbs.
 #   make test    everything CI runs
 #   make bench   print the benchmark figures
+#   make fuzz-run / fuzz-coverage   fuzz campaigns (FUZZ_TIME s per target), coverage
 #   make run     boot hello world  [VMM=qemu|kvmtool|rmm-qemu] [REALM=1] [UK_ROOT=...]
 # Build products go to target/ (cargo) and build/ (images).
 
@@ -14,7 +15,7 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude -Wno-unused-function
 
-.PHONY: all test bench run setup lint feature-matrix host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
+.PHONY: all test bench run setup lint feature-matrix fuzz-smoke fuzz-run fuzz-coverage host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
 
 all: staticlib
 	@echo "built target/$(TARGET)/release/libplatkvmarm.a (the platform's static library)."
@@ -152,7 +153,18 @@ rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img
 	cd tools/rmm-launcher && $(CARGO) build -q --release   # built even when the tests skip
 	tools/rmm-launcher/run-tests $(BUILD)
 
-test: lint feature-matrix staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test
+# Fuzzing (fuzz/, docs/fuzzing.md): seeds from the fixtures, cargo-fuzz on the
+# nightly toolchain. fuzz-smoke is the bounded run make test (and CI) does.
+FUZZ_SMOKE_TIME ?= 30
+FUZZ_TIME ?= 180
+fuzz-smoke:
+	tests/fuzz/run --time $(FUZZ_SMOKE_TIME)
+fuzz-run:
+	tests/fuzz/run --time $(FUZZ_TIME)
+fuzz-coverage:
+	tests/fuzz/coverage
+
+test: lint feature-matrix staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test fuzz-smoke
 	@echo "make test: all passed"
 
 bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img

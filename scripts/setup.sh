@@ -83,3 +83,10 @@ rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup target add aarch64-unknown-none-softfloat aarch64-unknown-none >/dev/null
 rustup component add clippy rustfmt >/dev/null
 cargo --version
+# The fuzz targets (make fuzz-smoke, part of make test) build with nightly;
+# tests/fuzz/run installs cargo-fuzz itself.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    rustup toolchain install nightly --profile minimal >/dev/null ||
+        echo "setup: cannot install the nightly toolchain (needed by make fuzz-smoke)" >&2
+fi
+rustup run nightly rustc --version 2>/dev/null || true

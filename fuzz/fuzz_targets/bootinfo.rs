@@ -1,9 +1,14 @@
 //! Fuzzes the DTB -> boot info path with arbitrary blobs and placements.
+//!
+//! Input: 8-byte little-endian DTB address, then the blob (seeds: the captured
+//! fixtures at several addresses, written by tests/fuzz/seeds.py). Asserts the
+//! invariants of `check_bootinfo` on every accepted blob.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use plat_kvm_arm::bootinfo::{self, ImageLayout, ImageSegment};
-use plat_kvm_arm::memregion::{MemRange, RegionFlags, RegionKind};
+use plat_kvm_arm::memregion::{MemRange, RegionFlags};
+use plat_kvm_arm_fuzz::{check_bootinfo, split_addr};
 
 const IMG: [ImageSegment; 2] = [
     ImageSegment {
@@ -24,21 +29,9 @@ const IMG: [ImageSegment; 2] = [
 
 fuzz_target!(|data: &[u8]| {
     // The first 8 bytes choose where the blob "lies"; the rest is the blob.
-    let (at, blob) = if data.len() >= 8 {
-        (
-            u64::from_le_bytes(data[..8].try_into().unwrap()),
-            &data[8..],
-        )
-    } else {
-        (0x83e0_0000, data)
-    };
-    if let Ok(bi) = bootinfo::parse(blob, at, &ImageLayout { segments: &IMG }) {
-        for f in bi.regions.iter().filter(|r| r.kind == RegionKind::Free) {
-            assert!(f.range.start % 4096 == 0 && f.range.end % 4096 == 0);
-            assert!(bi.ram.iter().any(|b| b.contains_range(&f.range)));
-            for o in bi.regions.iter().filter(|r| r.kind != RegionKind::Free) {
-                assert!(!f.range.overlaps(&o.range));
-            }
-        }
+    let (at, blob) = split_addr(data);
+    let image = ImageLayout { segments: &IMG };
+    if let Ok(bi) = bootinfo::parse(blob, at, &image) {
+        check_bootinfo(&bi, &image, at, blob.len());
     }
 });
