@@ -15,6 +15,9 @@ pub enum Misbehave {
     DtbMemBeyondIpa,
     /// The DTB is placed on top of the kernel image.
     DtbOverlapImage,
+    /// The DTB has no /chosen/stdout-path and no /aliases (as Firecracker's):
+    /// the guest must find its console another way.
+    NoStdoutPath,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -140,6 +143,7 @@ impl Config {
                         "ripas-destroyed" => Misbehave::RipasDestroyed,
                         "dtb-mem-beyond-ipa" => Misbehave::DtbMemBeyondIpa,
                         "dtb-overlap-image" => Misbehave::DtbOverlapImage,
+                        "no-stdout-path" => Misbehave::NoStdoutPath,
                         _ => return Err("unknown misbehave"),
                     }
                 }

@@ -185,7 +185,10 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
         w.prop_str("bootargs", c);
     }
     w.prop_cells("kaslr-seed", &[0, 0]);
-    w.prop_str("stdout-path", "serial0");
+    let no_stdout = cfg.misbehave == crate::config::Misbehave::NoStdoutPath;
+    if !no_stdout {
+        w.prop_str("stdout-path", "serial0");
+    }
     w.end();
 
     let ram_base = layout::RAM_IPA;
@@ -317,9 +320,11 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     w.prop_cells("migrate", &[0xc400_0005]);
     w.end();
 
-    w.begin("aliases");
-    w.prop_str("serial0", "/U6_16550A@1000000");
-    w.end();
+    if !no_stdout {
+        w.begin("aliases");
+        w.prop_str("serial0", "/U6_16550A@1000000");
+        w.end();
+    }
 
     w.end();
     w.finish()
