@@ -411,8 +411,15 @@ impl<'a, 'b> Walk<'a, 'b> {
     }
 
     fn device(&mut self, r: MemRange) -> Result<(), BootInfoError> {
+        // A window in the last page of the 64-bit space cannot be widened to whole
+        // pages (the end would wrap): no real device lies there (found by fuzzing:
+        // the widened window came out empty).
+        let page = r.page_outer();
+        if page.is_empty() {
+            return Err(BootInfoError::Wraps(Source::Device));
+        }
         self.devices
-            .insert_merged(r.page_outer())
+            .insert_merged(page)
             .map_err(|_| BootInfoError::TooMany(Source::Device))
     }
 

@@ -447,6 +447,41 @@ fn psci_conduit_and_absence() {
 }
 
 #[test]
+fn device_in_the_last_page_of_the_address_space() {
+    // Found by the bootinfo fuzz target: a UART at 0xffff_ffff_ffff_ff92 (8 bytes)
+    // fits the 64-bit space but its page-widened window does not; it used to come
+    // out as an empty device window. Refused now, in one clear error.
+    let t = Tree {
+        uarts: vec![(
+            "serial@ffffffffffffff92",
+            "ns16550a",
+            0xffff_ffff_ffff_ff92,
+            vec![],
+        )],
+        ..Default::default()
+    };
+    let e = t.parse().unwrap_err();
+    assert_eq!(e, BootInfoError::Wraps(Source::Device));
+    assert!(!e.to_string().contains('\n'));
+    // One page lower is an ordinary (if odd) device window.
+    let t = Tree {
+        uarts: vec![(
+            "serial@ffffffffffffe000",
+            "ns16550a",
+            0xffff_ffff_ffff_e000,
+            vec![],
+        )],
+        ..Default::default()
+    };
+    let bi = t.parse().unwrap();
+    assert!(
+        bi.devices
+            .iter()
+            .any(|d| d.start == 0xffff_ffff_ffff_e000 && !d.is_empty())
+    );
+}
+
+#[test]
 fn hostile_memory() {
     let e = |memory: Vec<Vec<u64>>| {
         Tree {
