@@ -83,10 +83,11 @@ pub(crate) fn print(args: core::fmt::Arguments<'_>) {
 }
 
 /// Status polls a wait may spend on a UART that is only guessed (the VMM's usual
-/// one, when the device tree named none): a VMM without it (Firecracker started
-/// without `console=`) makes each poll a VM exit that reads 0, and a full budget
-/// would take minutes there; this bounds the whole fatal message to well under a
-/// second while a real UART still gets its bytes out.
+/// one, when the device tree named none): on a VMM without it (Firecracker started
+/// without `console=`) each poll is a VM exit that reads 0, and the full budget
+/// (1 << 20 polls) took minutes there; this caps the whole fatal message at about
+/// 4,100 polls (one budget, then one poll per byte once stalled), while a real UART
+/// still gets its bytes out.
 const GUESSED_UART_POLLS: u32 = 4096;
 
 /// Writes on a fatal path: through the console if it is free, otherwise (MMU off,

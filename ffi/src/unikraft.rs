@@ -38,13 +38,8 @@ unsafe impl Sync for UnmapMrd {}
 #[unsafe(no_mangle)]
 #[allow(non_upper_case_globals)]
 pub static bpt_unmap_mrd: UnmapMrd = UnmapMrd(UnsafeCell::new(MemregionDesc {
-    pbase: 0,
-    vbase: 0,
-    pg_off: 0,
-    len: 0,
-    pg_count: 0,
-    r#type: 0,
     flags: 0x10,
+    ..MemregionDesc::ZERO
 }));
 
 unsafe extern "C" {

@@ -7,7 +7,7 @@ use super::MemregionList;
 use crate::boot::fatal;
 use plat_kvm_arm::bootinfo::BootInfo;
 use plat_kvm_arm::console::UartDesc;
-use plat_kvm_arm::memregion::{MemRange, Region, RegionFlags, RegionKind};
+use plat_kvm_arm::memregion::{MemRange, RegionKind};
 
 #[cfg(not(feature = "uk018"))]
 unsafe extern "C" {
@@ -53,43 +53,22 @@ pub(crate) unsafe fn fill(
     uart: &UartDesc,
     memrt_of: fn(RegionKind) -> u16,
 ) {
-    let device_alias = crate::realm::shared_bit();
-    // Devices as the console reaches them: at `uart.base` (the DT address in a
-    // Unikraft realm, the alias in the realm harness), backed by `| device_alias`.
-    // With PAGING in a realm, Unikraft builds its tables from these regions and
-    // its drivers only change the attributes of what is already mapped
-    // (`uk_bus_pf_devmap`): so every device window is described, DT address ->
-    // unprotected alias, and never the protected address.
-    let all_devices = cfg!(feature = "paging") && device_alias != 0;
-    let console_page = Region {
-        range: MemRange {
-            start: uart.base,
-            end: uart.base + uart.size,
-        },
-        kind: RegionKind::Device,
-        flags: RegionFlags::RW,
-    };
-    let devices = bi.devices.iter().map(|d| Region {
-        range: d,
-        kind: RegionKind::Device,
-        flags: RegionFlags::RW,
-    });
     // Unikraft's build (mkbootinfo.py) already describes the image's segments as
     // KERNEL regions; ours would overlap them, which its coalescing refuses.
     // SAFETY: `ubi` is Unikraft's boot info with `count` valid descriptors.
     let kernel_known = unsafe { super::has_type(ubi, memrt_of(RegionKind::Kernel)) };
-    let regions = bi
-        .regions
-        .iter()
-        .filter(|r| !(kernel_known && r.kind == RegionKind::Kernel));
-    let descs = regions
-        .map(|r| super::desc_typed(&r, memrt_of(r.kind)))
-        .chain(
-            devices
-                .filter(|_| all_devices)
-                .chain(core::iter::once(console_page).filter(|_| !all_devices))
-                .map(|r| super::desc_aliased(&r, memrt_of(r.kind), device_alias)),
-        );
+    let console = MemRange {
+        start: uart.base,
+        end: uart.base + uart.size,
+    };
+    let descs = super::handoff_descs(
+        bi,
+        console,
+        crate::realm::shared_bit(),
+        cfg!(feature = "paging"),
+        kernel_known,
+        memrt_of,
+    );
     // SAFETY: `ubi` is Unikraft's boot info with room for `capacity` descriptors.
     let pushed = unsafe { super::push_descs(ubi, descs) };
     if pushed.is_err() {

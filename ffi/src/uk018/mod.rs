@@ -126,46 +126,11 @@ const _: () = {
     assert!(offset_of!(UkConsole, list) == 32);
 };
 
-/// With feature `uk-bindgen` (inside a Unikraft build): the tree's own declarations.
-#[cfg(all(feature = "uk-bindgen", feature = "uk018"))]
-#[allow(non_camel_case_types, non_upper_case_globals, dead_code, missing_docs)]
-#[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
-#[allow(clippy::all)]
-mod uk_real {
-    include!(concat!(env!("OUT_DIR"), "/uk_bindings.rs"));
-}
-
-/// The 0.18 tree's layouts and numbers are these, field by field.
+/// The 0.18 tree's region types and `struct uk_console` are these, field by field
+/// (the boot-info layouts, shared with 0.17, are checked in [`crate::uk017`]).
 #[cfg(all(feature = "uk-bindgen", feature = "uk018"))]
 const _: () = {
-    use uk_real as r;
-    type D = r::ukplat_memregion_desc;
-    assert!(size_of::<D>() == size_of::<MemregionDesc>());
-    assert!(core::mem::align_of::<D>() == core::mem::align_of::<MemregionDesc>());
-    assert!(offset_of!(D, pbase) == offset_of!(MemregionDesc, pbase));
-    assert!(offset_of!(D, vbase) == offset_of!(MemregionDesc, vbase));
-    assert!(offset_of!(D, pg_off) == offset_of!(MemregionDesc, pg_off));
-    assert!(offset_of!(D, len) == offset_of!(MemregionDesc, len));
-    assert!(offset_of!(D, pg_count) == offset_of!(MemregionDesc, pg_count));
-    assert!(offset_of!(D, type_) == offset_of!(MemregionDesc, r#type));
-    assert!(offset_of!(D, flags) == offset_of!(MemregionDesc, flags));
-    type L = r::ukplat_memregion_list;
-    assert!(size_of::<L>() == size_of::<MemregionList>());
-    assert!(offset_of!(L, capacity) == offset_of!(MemregionList, capacity));
-    assert!(offset_of!(L, count) == offset_of!(MemregionList, count));
-    assert!(offset_of!(L, mrds) == size_of::<MemregionList>());
-    type B = r::ukplat_bootinfo;
-    assert!(size_of::<B>() == size_of::<Bootinfo>());
-    assert!(offset_of!(B, magic) == offset_of!(Bootinfo, magic));
-    assert!(offset_of!(B, version) == offset_of!(Bootinfo, version));
-    assert!(offset_of!(B, bootloader) == offset_of!(Bootinfo, bootloader));
-    assert!(offset_of!(B, bootprotocol) == offset_of!(Bootinfo, bootprotocol));
-    assert!(offset_of!(B, cmdline) == offset_of!(Bootinfo, cmdline));
-    assert!(offset_of!(B, cmdline_len) == offset_of!(Bootinfo, cmdline_len));
-    assert!(offset_of!(B, dtb) == offset_of!(Bootinfo, dtb));
-    assert!(offset_of!(B, efi_st) == offset_of!(Bootinfo, efi_st));
-    assert!(offset_of!(B, mrds) == offset_of!(Bootinfo, mrds));
-    assert!(r::UKPLAT_BOOTINFO_MAGIC as u32 == BOOTINFO_MAGIC);
+    use crate::uk017::uk_real as r;
     assert!(r::UKPLAT_MEMRT_FREE as u16 == memrt::FREE);
     assert!(r::UKPLAT_MEMRT_RESERVED as u16 == memrt::RESERVED);
     assert!(r::UKPLAT_MEMRT_KERNEL as u16 == memrt::KERNEL);
@@ -173,9 +138,6 @@ const _: () = {
     assert!(r::UKPLAT_MEMRT_DEVICETREE as u16 == memrt::DEVICETREE);
     assert!(r::UKPLAT_MEMRT_STACK as u16 == memrt::STACK);
     assert!(r::UKPLAT_MEMRT_DEVICE as u16 == memrt::DEVICE);
-    assert!(r::UKPLAT_MEMRF_READ as u16 == plat_kvm_arm::memregion::RegionFlags::READ.0);
-    assert!(r::UKPLAT_MEMRF_WRITE as u16 == plat_kvm_arm::memregion::RegionFlags::WRITE.0);
-    assert!(r::UKPLAT_MEMRF_EXECUTE as u16 == plat_kvm_arm::memregion::RegionFlags::EXEC.0);
     type C = r::uk_console;
     assert!(size_of::<C>() == size_of::<UkConsole>());
     assert!(offset_of!(C, id) == offset_of!(UkConsole, id));
