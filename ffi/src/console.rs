@@ -2,7 +2,7 @@
 //! Unikraft release's ABI module exports it (0.17: `ukplat_coutk` and friends,
 //! 0.18: a registered `struct uk_console`).
 
-use core::arch::asm;
+use crate::{arch, state};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use plat_kvm_arm::console::{Console, UartDesc};
@@ -16,25 +16,15 @@ const NO_OWNER: u64 = u64::MAX;
 /// Whether "\n" goes out as "\r\n": the release's callers decide.
 const CRLF: bool = crate::abi::CONSOLE_CRLF;
 
-/// Sets up the console UART (MMU on: the lock needs normal memory).
-pub(crate) fn init(desc: &UartDesc) {
+/// Sets up the console UART; `Err` if the description is unusable. The caller
+/// records in the boot state that the console is up.
+pub(crate) fn init(desc: &UartDesc) -> Result<(), ()> {
     // SAFETY: the boot map covers every device window of the DT, this one included,
     // and nothing else drives this UART.
-    match unsafe { Console::from_desc(desc, CRLF) } {
-        Ok(mut c) => {
-            c.init(desc.clock_hz);
-            *CONSOLE.lock() = Some(c);
-        }
-        Err(_) => crate::boot::fatal(format_args!("console at {:#x} is unusable", desc.base)),
-    }
-}
-
-/// This CPU's affinity (MPIDR_EL1 without the U and MT bits).
-fn this_cpu() -> u64 {
-    let mpidr: u64;
-    // SAFETY: reading an ID register has no side effect.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack)) };
-    mpidr & 0xff_00ff_ffff
+    let mut c = unsafe { Console::from_desc(desc, CRLF) }.map_err(|_| ())?;
+    c.init(desc.clock_hz);
+    *CONSOLE.lock() = Some(c);
+    Ok(())
 }
 
 /// Runs `f` on the console with IRQs and FIQs masked, so that an interrupt
@@ -44,10 +34,8 @@ fn this_cpu() -> u64 {
 /// on a lock-free instance of the same UART instead of spinning for ever; another
 /// CPU holding it is waited for. `None` when there is no console.
 fn with_console<R>(f: impl FnOnce(&mut Console) -> R) -> Option<R> {
-    let daif: u64;
-    // SAFETY: saves the interrupt masks, then masks IRQ and FIQ; restored below.
-    unsafe { asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nostack)) };
-    let me = this_cpu();
+    let daif = arch::irq_save_mask();
+    let me = arch::cpu_id();
     let r = loop {
         if let Some(mut guard) = CONSOLE.try_lock() {
             OWNER.store(me, Ordering::Relaxed);
@@ -60,15 +48,14 @@ fn with_console<R>(f: impl FnOnce(&mut Console) -> R) -> Option<R> {
         }
         core::hint::spin_loop();
     };
-    // SAFETY: restores the masks saved above.
-    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack)) };
+    arch::irq_restore(daif);
     r
 }
 
 /// `f` on a second driver instance over the console's UART, for a re-entrant use
 /// on the CPU that holds the lock (its own output may be cut by this one).
 fn reentrant<R>(f: impl FnOnce(&mut Console) -> R) -> Option<R> {
-    let desc = crate::boot::CONSOLE_DESC.get()?;
+    let desc = state::get().console?;
     // SAFETY: the UART is mapped (the console was set up on it); the interrupted
     // user on this CPU cannot run until this returns.
     let mut c = unsafe { Console::from_desc(&desc, CRLF) }.ok()?;
@@ -90,19 +77,20 @@ pub(crate) fn print(args: core::fmt::Arguments<'_>) {
 /// still gets its bytes out.
 const GUESSED_UART_POLLS: u32 = 4096;
 
-/// Writes on a fatal path: through the console if it is free, otherwise (MMU off,
-/// or the lock held by the code that failed) through a fresh driver instance;
+/// Writes on a fatal path: through the console if it is free, otherwise (not set
+/// up yet, or the lock held by the code that failed) through a fresh driver instance;
 /// `guessed` when `desc` is not the device tree's (see [`GUESSED_UART_POLLS`]).
 pub(crate) fn emergency_write(desc: &UartDesc, guessed: bool, args: core::fmt::Arguments<'_>) {
-    if crate::boot::MMU_ON.get()
+    if state::get().console_up
         && let Some(mut guard) = CONSOLE.try_lock()
         && let Some(c) = guard.as_mut()
     {
         let _ = c.write_fmt(args);
         return;
     }
-    // SAFETY: a fatal path: the UART is either already mapped (MMU on, from the DT) or
-    // reached physically (MMU off); a racing user of the console is stopped anyway.
+    // SAFETY: a fatal path: the UART is mapped (the early map has the build's UART
+    // and, once known, the DT's console; the full tables every device); a racing
+    // user of the console is stopped anyway.
     if let Ok(c) = unsafe { Console::from_desc(desc, CRLF) } {
         let mut c = if guessed {
             c.with_spin_budget(GUESSED_UART_POLLS)
@@ -111,6 +99,21 @@ pub(crate) fn emergency_write(desc: &UartDesc, guessed: bool, args: core::fmt::A
         };
         c.init(desc.clock_hz);
         let _ = c.write_fmt(args);
+    }
+}
+
+/// Writes to the console once it is up, otherwise straight to the UART the boot
+/// state names (or the early UART).
+pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
+    let s = state::get();
+    if s.console_up {
+        print(args);
+    } else {
+        let fallback = UartDesc {
+            base: arch::EARLY_UART.base | s.realm.shared_bit,
+            ..arch::EARLY_UART
+        };
+        emergency_write(&s.console.unwrap_or(fallback), s.console.is_none(), args);
     }
 }
 

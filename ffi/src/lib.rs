@@ -17,16 +17,24 @@ use uk017 as abi;
 #[cfg(all(target_os = "none", feature = "uk018"))]
 use uk018 as abi;
 
+// Bare-metal modules, in dependency order (each uses only those above it; `tests/lint/ffi-deps`
+// checks it): the arch layer and the boot state are leaves, `boot` is the root.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod arch;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod boot;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod dtb;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod fatal;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod realm;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod shutdown;
-#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "unikraft"))]
-mod unikraft;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod state;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use shutdown::ukplat_terminate;
@@ -36,5 +44,5 @@ pub use uk017::console_abi::{ukplat_cink, ukplat_coutd, ukplat_coutk};
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    boot::fatal(format_args!("panic: {info}"))
+    fatal::fatal(format_args!("panic: {info}"))
 }

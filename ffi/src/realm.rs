@@ -4,32 +4,7 @@
 //! Built only with the `realm` feature. Without it the probe answers "not a realm"
 //! at once and issues no SMC.
 
-use crate::boot::BootCell;
 use core::cell::UnsafeCell;
-
-/// Realm state, in `.data` because the probe writes it before `.bss` is zeroed.
-#[derive(Clone, Copy)]
-#[cfg_attr(not(feature = "realm"), allow(dead_code))]
-pub(crate) struct Realm {
-    /// The unprotected IPA bit; 0 outside a realm.
-    pub(crate) shared_bit: u64,
-    /// IPA width from RSI_REALM_CONFIG.
-    pub(crate) ipa_width: u32,
-    /// RSI calls spent on RIPAS changes at boot (for the benchmark).
-    pub(crate) ripas_calls: usize,
-}
-
-#[unsafe(link_section = ".data.plat_state")]
-pub(crate) static REALM: BootCell<Realm> = BootCell::new(Realm {
-    shared_bit: 0,
-    ipa_width: 0,
-    ripas_calls: 0,
-});
-
-/// The shared bit of the running realm, 0 outside one.
-pub(crate) fn shared_bit() -> u64 {
-    REALM.get().shared_bit
-}
 
 #[cfg(feature = "realm")]
 const EARLY_STACK_SIZE: usize = 8192;
@@ -51,7 +26,7 @@ static plat_early_stack: EarlyStack = EarlyStack(UnsafeCell::new([0; EARLY_STACK
 #[unsafe(link_section = ".data.plat_state")]
 static plat_early_stack_size: u64 = EARLY_STACK_SIZE as u64;
 
-/// First Rust code, MMU off, on the `.data` stack, before `.bss` is zeroed: decides
+/// First Rust code (MMU on, the early map), on the `.data` stack, before `.bss` is zeroed: decides
 /// whether this is a realm and, if so, makes the image's `.bss`, stacks and
 /// page-table pool RIPAS RAM. Returns the shared IPA bit, or 0 outside a realm.
 ///
@@ -80,7 +55,9 @@ pub(crate) use imp::setup_memory;
 #[cfg(feature = "realm")]
 mod imp {
     use super::*;
-    use crate::boot::{CONDUIT, fatal};
+    use crate::fatal::fatal;
+    use crate::state;
+    use crate::state::Realm;
     use core::ffi::{c_int, c_void};
     use plat_kvm_arm::bootinfo::{self, BootInfo};
     use plat_kvm_arm::psci::Conduit;
@@ -110,9 +87,7 @@ mod imp {
     pub(super) unsafe fn probe(dtb: u64) -> u64 {
         let smc = Conduit::Smc;
         // Only issue an SMC where the DT names SMC as the firmware conduit.
-        let psci = crate::boot::dtb_blob(dtb)
-            .ok()
-            .and_then(bootinfo::psci_conduit);
+        let psci = crate::dtb::blob(dtb).ok().and_then(bootinfo::psci_conduit);
         if psci != Some(Conduit::Smc) {
             if REQUIRE_REALM {
                 fatal(format_args!(
@@ -121,7 +96,7 @@ mod imp {
             }
             return 0;
         }
-        CONDUIT.set(Some(smc));
+        state::update(|s| s.conduit = Some(smc));
         match rsi::negotiate(&smc) {
             Ok(_) => {}
             Err(RsiError::NotARealm) => {
@@ -144,19 +119,20 @@ mod imp {
             Ok(i) => i,
             Err(e) => fatal(format_args!("RSI_REALM_CONFIG: {e}")),
         };
-        REALM.set(Realm {
-            shared_bit: info.shared_bit,
-            ipa_width: info.ipa_width,
-            ripas_calls: 0,
+        state::update(|s| {
+            s.realm = Realm {
+                shared_bit: info.shared_bit,
+                ipa_width: info.ipa_width,
+                ripas_calls: 0,
+            }
         });
+        // From here a fatal error can be printed: the build's UART at its alias.
+        crate::arch::early_map_device(crate::fatal::fallback_console().base);
         // SAFETY: linker symbols; only their addresses are used.
         let bss =
             unsafe { page_range(&__bss_start as *const u8 as u64, &_end as *const u8 as u64) };
         match rsi::set_ripas_ram(&smc, bss, ChangeDestroyed::NoChangeDestroyed) {
-            Ok(calls) => REALM.set(Realm {
-                ripas_calls: calls,
-                ..REALM.get()
-            }),
+            Ok(calls) => state::update(|s| s.realm.ripas_calls = calls),
             Err(e) => fatal(format_args!("cannot make .bss and the boot stack RAM: {e}")),
         }
         info.shared_bit
@@ -166,7 +142,7 @@ mod imp {
     /// any of it is handed out.
     #[inline(never)]
     pub(crate) fn setup_memory(bi: &BootInfo<'_>) {
-        let r = REALM.get();
+        let r = state::get().realm;
         if let Err(e) = realm::check(bi, r.shared_bit) {
             fatal(format_args!("realm: {e}"));
         }
@@ -180,10 +156,7 @@ mod imp {
                 )),
             }
         }
-        REALM.set(Realm {
-            ripas_calls: calls,
-            ..REALM.get()
-        });
+        state::update(|s| s.realm.ripas_calls = calls);
     }
 
     // ---- C ABI ----------------------------------------------------------------
@@ -207,7 +180,7 @@ mod imp {
     }
 
     fn in_realm() -> bool {
-        REALM.get().shared_bit != 0
+        state::shared_bit() != 0
     }
 
     /// `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.
@@ -219,13 +192,13 @@ mod imp {
     /// `__u64 ukplat_realm_shared_bit(void)`: the unprotected IPA bit (0 outside a realm).
     #[unsafe(no_mangle)]
     pub extern "C" fn ukplat_realm_shared_bit() -> u64 {
-        REALM.get().shared_bit
+        state::shared_bit()
     }
 
     /// `int ukplat_realm_ipa_width(void)`: the realm's IPA width in bits (0 outside one).
     #[unsafe(no_mangle)]
     pub extern "C" fn ukplat_realm_ipa_width() -> c_int {
-        REALM.get().ipa_width as c_int
+        state::get().realm.ipa_width as c_int
     }
 
     /// `int ukplat_realm_measurement_read(unsigned int index, __u8 out[64])`: RIM (0)

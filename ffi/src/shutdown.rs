@@ -1,5 +1,7 @@
 //! Powering off: `ukplat_terminate` and the fatal path.
 
+use crate::state::{self, BootFlag};
+use crate::{arch, console};
 use core::ffi::c_uint;
 use plat_kvm_arm::psci::{Conduit, Psci};
 
@@ -19,13 +21,13 @@ pub(crate) enum Reason {
 /// Set on the first attempt, so a conduit that traps (HVC without EL2) cannot loop
 /// through the early vectors back into another attempt.
 #[unsafe(link_section = ".data.plat_state")]
-static ATTEMPTED: crate::boot::BootFlag = crate::boot::BootFlag::new();
+static ATTEMPTED: BootFlag = BootFlag::new();
 
 /// Stops the guest: PSCI SYSTEM_RESET for a restart, SYSTEM_OFF otherwise. Test
 /// builds (feature `semihosting`, QEMU only) exit with a status instead.
 pub(crate) fn power_off(reason: Reason) -> ! {
     if cfg!(feature = "semihosting") {
-        semihosting_exit(match reason {
+        arch::semihosting_exit(match reason {
             Reason::Halt => 0,
             Reason::Restart => 1,
             Reason::Crash => 2,
@@ -33,22 +35,21 @@ pub(crate) fn power_off(reason: Reason) -> ! {
         });
     }
     if !ATTEMPTED.test_and_set() {
-        let psci = Psci::new(crate::boot::conduit());
+        let psci = Psci::new(state::conduit());
         let err = if reason == Reason::Restart {
             psci.system_reset()
         } else {
             psci.system_off()
         };
-        crate::boot::early_print(format_args!(
+        console::early_print(format_args!(
             "plat-kvm-arm: PSCI power-off failed: {err:?}\n"
         ));
     }
-    crate::boot::early_print(format_args!(
+    console::early_print(format_args!(
         "plat-kvm-arm: cannot power off; halting this CPU\n"
     ));
     loop {
-        // SAFETY: waits for an interrupt; nothing else.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        arch::wait_for_interrupt();
     }
 }
 
@@ -57,9 +58,9 @@ pub(crate) fn power_off(reason: Reason) -> ! {
 /// where printing (or a trapping conduit) would only fault again.
 pub(crate) fn power_off_quietly() -> ! {
     if cfg!(feature = "semihosting") {
-        semihosting_exit(3);
+        arch::semihosting_exit(3);
     }
-    let first = crate::boot::conduit();
+    let first = state::conduit();
     let other = match first {
         Conduit::Hvc => Conduit::Smc,
         Conduit::Smc => Conduit::Hvc,
@@ -71,30 +72,12 @@ pub(crate) fn power_off_quietly() -> ! {
         let _ = Psci::new(other).system_off();
     }
     loop {
-        // SAFETY: waits for an interrupt; nothing else.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        arch::wait_for_interrupt();
     }
 }
 
 #[unsafe(link_section = ".data.plat_state")]
-static OTHER_ATTEMPTED: crate::boot::BootFlag = crate::boot::BootFlag::new();
-
-/// Semihosting `SYS_EXIT_EXTENDED`: QEMU exits with `code`. Only reachable in test
-/// builds (feature `semihosting`): on KVM or in a realm `hlt` would trap.
-fn semihosting_exit(code: u64) -> ! {
-    let block: [u64; 2] = [0x20026, code]; // ADP_Stopped_ApplicationExit
-    loop {
-        // SAFETY: a semihosting call reading `block`; QEMU ends the run.
-        unsafe {
-            core::arch::asm!(
-                "hlt #0xf000",
-                in("x0") 0x20u64,
-                in("x1") block.as_ptr(),
-                options(nostack, readonly),
-            )
-        };
-    }
-}
+static OTHER_ATTEMPTED: BootFlag = BootFlag::new();
 
 /// `void ukplat_terminate(enum ukplat_gstate request)`: the enum has no negative
 /// values, so C compilers make it compatible with `unsigned int`.

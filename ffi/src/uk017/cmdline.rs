@@ -23,6 +23,6 @@ pub(crate) fn compose(bootargs: Option<&str>) -> &'static [u8] {
     let buf = unsafe { &mut *BUF.0.get() };
     match super::compose_cmdline(UK_NAME, bootargs, buf) {
         Ok(c) => c,
-        Err(_) => crate::boot::fatal(format_args!("command line longer than {} bytes", MAX - 1)),
+        Err(_) => crate::fatal::fatal(format_args!("command line longer than {} bytes", MAX - 1)),
     }
 }

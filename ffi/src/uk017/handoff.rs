@@ -4,7 +4,7 @@
 use super::Bootinfo;
 #[cfg(not(feature = "uk018"))]
 use super::MemregionList;
-use crate::boot::fatal;
+use crate::fatal::fatal;
 use plat_kvm_arm::bootinfo::BootInfo;
 use plat_kvm_arm::console::UartDesc;
 use plat_kvm_arm::memregion::{MemRange, RegionKind};
@@ -34,7 +34,7 @@ pub(crate) fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
     // SAFETY: Unikraft's coalescing over the list we just filled.
     unsafe { ukplat_memregion_list_coalesce(&mut ubi.mrds) };
     #[cfg(feature = "unikraft")]
-    crate::unikraft::before_entry(bi);
+    crate::uk017::platform::before_entry(bi);
     // SAFETY: Unikraft's continuation; it never returns.
     unsafe { _ukplat_entry() }
 }
@@ -64,7 +64,7 @@ pub(crate) unsafe fn fill(
     let descs = super::handoff_descs(
         bi,
         console,
-        crate::realm::shared_bit(),
+        crate::state::shared_bit(),
         cfg!(feature = "paging"),
         kernel_known,
         memrt_of,

@@ -16,6 +16,8 @@ mod cmdline;
 pub mod console_abi;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub(crate) mod handoff;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "unikraft"))]
+pub(crate) mod platform;
 #[cfg(all(target_arch = "aarch64", target_os = "none", not(feature = "uk018")))]
 pub(crate) use handoff::hand_off;
 

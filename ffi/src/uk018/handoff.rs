@@ -3,8 +3,8 @@
 //! early-init table: command line, coalescing).
 
 use super::{Bootinfo, UK_CONSOLE_FLAG_STDIN, UK_CONSOLE_FLAG_STDOUT, UkConsole, UkConsoleOps};
-use crate::boot::fatal;
 use crate::console;
+use crate::fatal::fatal;
 use crate::uk017::handoff::fill;
 use core::cell::UnsafeCell;
 use core::ffi::c_char;
@@ -57,7 +57,7 @@ pub(crate) fn hand_off(dtb: u64, bi: &BootInfo<'_>, uart: &UartDesc) -> ! {
     ubi.cmdline = cmdline;
     ubi.cmdline_len = len;
     register_console();
-    crate::unikraft::before_entry(bi);
+    crate::uk017::platform::before_entry(bi);
     // SAFETY: Unikraft's continuation; it never returns.
     unsafe { _ukplat_entry() }
 }

@@ -18,6 +18,9 @@ pub enum Misbehave {
     /// The DTB has no /chosen/stdout-path and no /aliases (as Firecracker's):
     /// the guest must find its console another way.
     NoStdoutPath,
+    /// The Image is loaded at the RAM base, ignoring its header's text_offset (as
+    /// `lkvm -f` does): the guest runs 1 MiB below where it was linked.
+    LoadAtRamBase,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -144,6 +147,7 @@ impl Config {
                         "dtb-mem-beyond-ipa" => Misbehave::DtbMemBeyondIpa,
                         "dtb-overlap-image" => Misbehave::DtbOverlapImage,
                         "no-stdout-path" => Misbehave::NoStdoutPath,
+                        "load-at-ram-base" => Misbehave::LoadAtRamBase,
                         _ => return Err("unknown misbehave"),
                     }
                 }

@@ -216,7 +216,11 @@ fn boot_primary() -> ! {
             text_offset = le(8);
         }
     }
-    let kern = ram + text_offset;
+    let kern = if c.misbehave == Misbehave::LoadAtRamBase {
+        ram
+    } else {
+        ram + text_offset
+    };
     if kern + c.img_size > limit {
         stop(
             status::CONFIG_ERROR,

@@ -1,4 +1,5 @@
-//! What a real Unikraft RELEASE-0.17.0 tree needs from the platform beyond the
+//! What a real Unikraft tree (RELEASE-0.17.0, and the 0.18 line, which reuses
+//! it) needs from the platform beyond the
 //! C ABI the conformance harness exercises (feature `unikraft`, set by the
 //! repository's `Makefile.uk`).
 //!
@@ -21,7 +22,7 @@
 //!   on a GICv3 (kvmtool, QEMU `gic-version=3`) otherwise stops at an assertion,
 //!   on the tree's C platform too, and an early trap wedges (see [`before_entry`]).
 
-use crate::uk017::MemregionDesc;
+use super::MemregionDesc;
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use plat_kvm_arm::bootinfo::BootInfo;
@@ -68,14 +69,7 @@ pub(crate) fn before_entry(bi: &BootInfo<'_>) {
     // SAFETY: `vector_table` is 2 KiB-aligned code mapped executable by the boot
     // tables; from here on exceptions go to Unikraft's handlers, as after its
     // own entry.
-    unsafe {
-        core::arch::asm!(
-            "msr vbar_el1, {}",
-            "isb",
-            in(reg) &raw const vector_table,
-            options(nostack),
-        )
-    };
+    unsafe { crate::arch::set_vbar(&raw const vector_table as u64) };
     // The boot CPU's TPIDR_EL1 and SP_EL0 (its exception stack), which
     // `lcpu_init(lcpu_get_bsp())` sets anyway, only earlier: `_ukplat_entry`
     // probes the interrupt controller before it calls `lcpu_init` (setup.c:171/176
