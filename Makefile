@@ -31,6 +31,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p plat-kvm-arm-rs -p plat-kvm-arm-ffi --target $(TARGET) -- -D warnings
+	tests/lint/ffi-deps
 
 # The captured device trees (../shared/fixtures or PLAT_FIXTURES): the fixture
 # tests skip visibly without them, and fail under CI=true.

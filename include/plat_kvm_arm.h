@@ -22,6 +22,11 @@ int ukplat_coutd(const char *buf, unsigned int len);
  */
 int ukplat_cink(char *buf, unsigned int maxlen);
 
+/**
+ * `int ukplat_suspend(void)`: not supported on KVM arm64 in 0.17 either.
+ */
+int ukplat_suspend(void);
+
 #if defined(PLAT_KVM_ARM_REALM)
 /**
  * `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.
@@ -122,10 +127,5 @@ int ukplat_realm_mem_unshare(uint64_t addr, size_t len);
  * values, so C compilers make it compatible with `unsigned int`.
  */
 void ukplat_terminate(unsigned int request) __attribute__((noreturn));
-
-/**
- * `int ukplat_suspend(void)`: not supported on KVM arm64 in 0.17 either.
- */
-int ukplat_suspend(void);
 
 #endif  /* PLAT_KVM_ARM_H */

@@ -127,7 +127,7 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
         uart.base &= !shared_bit;
     }
     state::update(|s| s.console = Some(uart));
-    if console::init(&uart).is_err() {
+    if console::init(&uart, crate::abi::CONSOLE_CRLF).is_err() {
         fatal(format_args!("console at {:#x} is unusable", uart.base));
     }
     state::update(|s| s.console_up = true);

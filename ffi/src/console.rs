@@ -4,7 +4,7 @@
 
 use crate::{arch, state};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use plat_kvm_arm::console::{Console, UartDesc};
 use spin::Mutex;
 
@@ -13,15 +13,22 @@ static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 static OWNER: AtomicU64 = AtomicU64::new(NO_OWNER);
 const NO_OWNER: u64 = u64::MAX;
 
-/// Whether "\n" goes out as "\r\n": the release's callers decide.
-const CRLF: bool = crate::abi::CONSOLE_CRLF;
+/// Whether "\n" goes out as "\r\n": the release's ABI module decides (given to
+/// [`init`]); until then, as Unikraft 0.17's default.
+static CRLF: AtomicBool = AtomicBool::new(true);
 
-/// Sets up the console UART; `Err` if the description is unusable. The caller
-/// records in the boot state that the console is up.
-pub(crate) fn init(desc: &UartDesc) -> Result<(), ()> {
+fn crlf() -> bool {
+    CRLF.load(Ordering::Relaxed)
+}
+
+/// Sets up the console UART, writing "\n" as "\r\n" if `crlf`; `Err` if the
+/// description is unusable. The caller records in the boot state that the console
+/// is up.
+pub(crate) fn init(desc: &UartDesc, crlf: bool) -> Result<(), ()> {
+    CRLF.store(crlf, Ordering::Relaxed);
     // SAFETY: the boot map covers every device window of the DT, this one included,
     // and nothing else drives this UART.
-    let mut c = unsafe { Console::from_desc(desc, CRLF) }.map_err(|_| ())?;
+    let mut c = unsafe { Console::from_desc(desc, crlf) }.map_err(|_| ())?;
     c.init(desc.clock_hz);
     *CONSOLE.lock() = Some(c);
     Ok(())
@@ -58,7 +65,7 @@ fn reentrant<R>(f: impl FnOnce(&mut Console) -> R) -> Option<R> {
     let desc = state::get().console?;
     // SAFETY: the UART is mapped (the console was set up on it); the interrupted
     // user on this CPU cannot run until this returns.
-    let mut c = unsafe { Console::from_desc(&desc, CRLF) }.ok()?;
+    let mut c = unsafe { Console::from_desc(&desc, crlf()) }.ok()?;
     Some(f(&mut c))
 }
 
@@ -91,7 +98,7 @@ pub(crate) fn emergency_write(desc: &UartDesc, guessed: bool, args: core::fmt::A
     // SAFETY: a fatal path: the UART is mapped (the early map has the build's UART
     // and, once known, the DT's console; the full tables every device); a racing
     // user of the console is stopped anyway.
-    if let Ok(c) = unsafe { Console::from_desc(desc, CRLF) } {
+    if let Ok(c) = unsafe { Console::from_desc(desc, crlf()) } {
         let mut c = if guessed {
             c.with_spin_budget(GUESSED_UART_POLLS)
         } else {
