@@ -24,20 +24,17 @@
 //!
 //! # Environment
 //!
-//! The builder runs at EL1 with the MMU off, where every data access is
-//! Device-nGnRnE: it uses no atomics, no locks, only aligned 64-bit accesses, and
-//! writes descriptors with single volatile stores so no `memset`/`memcpy` call (which
-//! might use `dc zva` or unaligned stores) is generated. Because the walker will be
-//! configured cacheable (TCR IRGN/ORGN = WBWA) while the tables were written with the
-//! MMU (and so the data cache) off, the caller must invalidate the used part of the
-//! pool (`root_pa() .. root_pa() + tables_used() * 4096`) to the PoC before enabling
-//! the MMU, in case stale lines for it are present.
+//! The builder runs at EL1 with the MMU and caches on (the platform's entry code
+//! turns them on with a small early map first), so it writes tables with plain
+//! stores; the walker is configured cacheable (TCR IRGN/ORGN = WBWA) and so sees them
+//! once a `DSB` has completed them. Installing the tables while another set is live
+//! is the caller's business (break-before-make).
 //!
 //! # Not for live tables
 //!
 //! Remapping and block splitting overwrite valid descriptors in place, without
 //! break-before-make or TLB maintenance. That is only correct while the tables are
-//! not in use by any translation regime (MMU off, or not yet installed). Once they
+//! not in use by any translation regime (not yet installed). Once they
 //! are live, use Unikraft's paging API instead.
 //!
 //! # Why not `aarch64-paging`
@@ -472,7 +469,11 @@ impl<'a> PageTableBuilder<'a> {
         let t = self.used;
         let table = self.pool.get_mut(t).ok_or(MapError::PoolExhausted)?;
         for slot in table.0.iter_mut() {
-            store(slot, 0);
+            // SAFETY: `slot` comes from a `&mut u64`: valid, aligned, not aliased.
+            // Volatile only keeps this a loop of 64-bit stores: as a plain loop LLVM
+            // makes it a `memset` call, which inside Unikraft is nolibc's byte loop
+            // (eight times the stores, for every table).
+            unsafe { core::ptr::write_volatile(slot, 0) };
         }
         self.used += 1;
         Ok(t)
@@ -487,7 +488,7 @@ impl<'a> PageTableBuilder<'a> {
 
     fn set(&mut self, tbl: usize, idx: usize, val: u64) -> Result<(), MapError> {
         let t = self.pool.get_mut(tbl).ok_or(MapError::Corrupt)?;
-        store(&mut t.0[idx % ENTRIES], val);
+        t.0[idx % ENTRIES] = val;
         Ok(())
     }
 
@@ -555,15 +556,6 @@ impl<'a> PageTableBuilder<'a> {
 /// Index of `va` in a table at `level`.
 fn index(va: u64, level: u32) -> usize {
     ((va >> level_shift(level)) as usize) % ENTRIES
-}
-
-/// Writes a descriptor with one aligned 64-bit store.
-fn store(slot: &mut u64, val: u64) {
-    // SAFETY: `slot` comes from a `&mut u64`, so it is valid, aligned and not aliased.
-    // Volatile keeps the store a single `str` (with the MMU off memory is
-    // Device-nGnRnE) and stops the clearing loop from becoming a `memset` call, whose
-    // implementation might use `dc zva` or unaligned stores that fault on Device memory.
-    unsafe { core::ptr::write_volatile(slot, val) }
 }
 
 #[cfg(test)]
