@@ -71,13 +71,15 @@ $(BUILD)/harness-$(1)/libplatkvmarm.a: FORCE
 $(BUILD)/harness-$(1)/hello.elf: tests/harness/hello.c tests/harness/link.ld include/uk017/plat.h include/plat_kvm_arm.h $(BUILD)/harness-$(1)/libplatkvmarm.a
 	$(CROSS)gcc $(HARNESS_CFLAGS) $(if $(findstring realm,$(3)),-DPLAT_KVM_ARM_REALM) \
 		-c tests/harness/hello.c -o $(BUILD)/harness-$(1)/hello.o
-	$(CROSS)ld -nostdlib --gc-sections -T tests/harness/link.ld --defsym RAM_BASE=$(2) \
+	$(CROSS)ld -nostdlib --gc-sections -T tests/harness/link.ld --defsym RAM_BASE=$(2) --defsym PLAT_PAD=$(or $(4),0) \
 		-u _libkvmplat_entry $(BUILD)/harness-$(1)/hello.o $(BUILD)/harness-$(1)/libplatkvmarm.a -o $$@
 $(BUILD)/harness-$(1)/hello.img: $(BUILD)/harness-$(1)/hello.elf
 	$(CROSS)objcopy -O binary $$< $$@
 endef
 $(eval $(call harness,qemu,0x40000000,))
-$(eval $(call harness,qemu-test,0x40000000,semihosting))
+# The test build's stacks sit past a 2 MiB boundary (a 1 MiB gap before them), as a
+# Unikraft image's do: the entry's early map must cover every block of the image.
+$(eval $(call harness,qemu-test,0x40000000,semihosting,0x100000))
 $(eval $(call harness,kvmtool,0x80000000,vmm-kvmtool))
 $(eval $(call harness,kvmtool-realm,0x80000000,vmm-kvmtool realm))
 $(eval $(call harness,kvmtool-realm-only,0x80000000,vmm-kvmtool realm-required))

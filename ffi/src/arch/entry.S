@@ -88,6 +88,7 @@ _libkvmplat_entry:
 
 	/* The early identity map: the image, the DTB (2 MiB at most), the UART. */
 	adr_l	x21, _plat_head
+	and	x21, x21, #0xffffffffffe00000	/* from the image's first block */
 	adr_l	x22, _plat_image_end
 	ldr	x23, =plat_block_normal
 1:	mov	x0, x21
