@@ -286,12 +286,32 @@ plat_zero_range:
 	b.hs	5f
 	stp	xzr, xzr, [x0], #16
 	b	1b
-2:	add	x5, x0, x3
+2:	add	x5, x0, x3, lsl #3		/* eight blocks per iteration: .bss is */
+	cmp	x5, x1				/* large (Unikraft's: ~270 KiB) */
+	b.hi	6f
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	add	x0, x0, x3
+	dc	zva, x0
+	mov	x0, x5
+	b	2b
+6:	add	x5, x0, x3			/* then one block at a time */
 	cmp	x5, x1
 	b.hi	3f
 	dc	zva, x0
 	mov	x0, x5
-	b	2b
+	b	6b
 3:	cmp	x0, x1				/* the tail, or everything */
 	b.hs	5f
 	stp	xzr, xzr, [x0], #16
