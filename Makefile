@@ -71,7 +71,7 @@ $(BUILD)/harness-$(1)/libplatkvmarm.a: FORCE
 $(BUILD)/harness-$(1)/hello.elf: tests/harness/hello.c tests/harness/link.ld include/uk017/plat.h include/plat_kvm_arm.h $(BUILD)/harness-$(1)/libplatkvmarm.a
 	$(CROSS)gcc $(HARNESS_CFLAGS) $(if $(findstring realm,$(3)),-DPLAT_KVM_ARM_REALM) \
 		-c tests/harness/hello.c -o $(BUILD)/harness-$(1)/hello.o
-	$(CROSS)ld -nostdlib --gc-sections -T tests/harness/link.ld --defsym RAM_BASE=$(2) --defsym PLAT_PAD=$(or $(4),0) \
+	$(CROSS)ld -nostdlib --gc-sections -T tests/harness/link.ld --defsym RAM_BASE=$(2) --defsym PLAT_PAD=$(or $(4),0) $(5) \
 		-u _libkvmplat_entry $(BUILD)/harness-$(1)/hello.o $(BUILD)/harness-$(1)/libplatkvmarm.a -o $$@
 $(BUILD)/harness-$(1)/hello.img: $(BUILD)/harness-$(1)/hello.elf
 	$(CROSS)objcopy -O binary $$< $$@
@@ -83,11 +83,15 @@ $(eval $(call harness,qemu-test,0x40000000,semihosting,0x100000))
 $(eval $(call harness,kvmtool,0x80000000,vmm-kvmtool))
 $(eval $(call harness,kvmtool-realm,0x80000000,vmm-kvmtool realm))
 $(eval $(call harness,kvmtool-realm-only,0x80000000,vmm-kvmtool realm-required))
+# One image for every VMM: relocatable (-pie), no fixed early UART, realm-capable.
+# Linked at QEMU's RAM base; the entry relocates it wherever else it is loaded.
+$(eval $(call harness,any,0x40000000,vmm-any realm,0,-pie --no-dynamic-linker))
 FORCE:
 
-harness: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img $(BUILD)/harness-kvmtool-realm/hello.img $(BUILD)/harness-kvmtool-realm-only/hello.img
+HARNESS_IMGS = $(foreach v,qemu qemu-test kvmtool kvmtool-realm kvmtool-realm-only any,$(BUILD)/harness-$(v)/hello.img)
+harness: $(HARNESS_IMGS)
 
-e2e-test: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-qemu-test/hello.img $(BUILD)/harness-kvmtool/hello.img $(BUILD)/harness-kvmtool-realm/hello.img $(BUILD)/harness-kvmtool-realm-only/hello.img
+e2e-test: $(HARNESS_IMGS)
 	tests/e2e/run-qemu-tests $(BUILD)
 	tests/e2e/run-kvmtool-tests $(BUILD)
 	tests/e2e/run-realm-tests $(BUILD)

@@ -116,11 +116,13 @@ pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
     if s.console_up {
         print(args);
     } else {
-        let fallback = UartDesc {
-            base: arch::EARLY_UART.base | s.realm.shared_bit,
-            ..arch::EARLY_UART
-        };
-        emergency_write(&s.console.unwrap_or(fallback), s.console.is_none(), args);
+        let fallback = arch::EARLY_UART.map(|u| UartDesc {
+            base: u.base | s.realm.shared_bit,
+            ..u
+        });
+        if let Some(c) = s.console.or(fallback) {
+            emergency_write(&c, s.console.is_none(), args);
+        }
     }
 }
 

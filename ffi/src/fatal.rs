@@ -11,23 +11,26 @@ use plat_kvm_arm::console::UartDesc;
 static IN_FATAL: BootFlag = BootFlag::new();
 
 /// The console used when the DTB gives none (or cannot be read): the VMM's usual
-/// UART (at its alias in a realm).
-pub(crate) fn fallback_console() -> UartDesc {
-    UartDesc {
-        base: arch::EARLY_UART.base | state::shared_bit(),
-        ..arch::EARLY_UART
-    }
+/// UART (at its alias in a realm); none in a VMM-neutral build.
+pub(crate) fn fallback_console() -> Option<UartDesc> {
+    arch::EARLY_UART.map(|u| UartDesc {
+        base: u.base | state::shared_bit(),
+        ..u
+    })
 }
 
 /// Reports a fatal boot error on the best console known and powers off.
 pub(crate) fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     if !IN_FATAL.test_and_set() {
         let desc = state::get().console;
-        console::emergency_write(
-            &desc.unwrap_or_else(fallback_console),
-            desc.is_none(),
-            format_args!("plat-kvm-arm: fatal: {args}\n"),
-        );
+        // With no console known and none to guess, the stop itself says it.
+        if let Some(c) = desc.or_else(fallback_console) {
+            console::emergency_write(
+                &c,
+                desc.is_none(),
+                format_args!("plat-kvm-arm: fatal: {args}\n"),
+            );
+        }
     }
     shutdown::power_off(shutdown::Reason::Fatal)
 }

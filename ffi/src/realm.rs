@@ -127,7 +127,9 @@ mod imp {
             }
         });
         // From here a fatal error can be printed: the build's UART at its alias.
-        crate::arch::early_map_device(crate::fatal::fallback_console().base);
+        if let Some(u) = crate::fatal::fallback_console() {
+            crate::arch::early_map_device(u.base);
+        }
         // SAFETY: linker symbols; only their addresses are used.
         let bss =
             unsafe { page_range(&__bss_start as *const u8 as u64, &_end as *const u8 as u64) };

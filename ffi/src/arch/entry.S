@@ -38,7 +38,7 @@ _plat_head:
 	.long	0				/* code1 */
 	.quad	_plat_text_offset		/* from the linker script */
 	.quad	_plat_image_size		/* from the linker script */
-	.quad	0x2	/* LE, 4 KiB pages, 2 MiB base close to RAM start (not PIE) */
+	.quad	_plat_image_flags	/* LE, 4 KiB pages; bit 3 (anywhere) if relocatable */
 	.quad	0, 0, 0				/* res2..res4 */
 	.ascii	"ARM\x64"			/* magic */
 	.long	0				/* res5: no PE header */
@@ -80,11 +80,23 @@ _libkvmplat_entry:
 	adr_l	x0, plat_early_vectors
 	msr	vbar_el1, x0
 
-	/* Runs where it was linked? (adrp: where we are; the literal: the link.) */
+	/*
+	 * Runs where it was linked? (adrp: where we are; the literal: the link,
+	 * as the linker wrote it even where it left a relocation.) If not, a
+	 * relocatable image (linked -pie: _plat_rela_start < _plat_rela_end)
+	 * applies its relocations once the MMU is on; any other stops here.
+	 */
 	adr_l	x0, _plat_head
 	ldr	x1, =_plat_head
-	cmp	x0, x1
+	subs	x24, x0, x1			/* the load offset */
+	b.eq	1f
+	adr_l	x2, _plat_rela_start
+	adr_l	x3, _plat_rela_end
+	cmp	x2, x3
+	b.eq	plat_wrong_place
+	tst	x24, #0xfff			/* adrp needs a page multiple */
 	b.ne	plat_wrong_place
+1:
 
 	/* The early identity map: the image, the DTB (2 MiB at most), the UART. */
 	adr_l	x21, _plat_head
@@ -108,9 +120,13 @@ _libkvmplat_entry:
 	add	x0, x19, x0
 	mov	x1, x23
 	bl	plat_idmap_block
-3:	ldr	x0, =plat_early_uart_base
+3:	ldr	x0, =plat_early_uart_kind
+	cmp	x0, #2				/* no early UART (vmm-any) */
+	b.eq	4f
+	ldr	x0, =plat_early_uart_base
 	ldr	x1, =plat_block_device
 	bl	plat_idmap_block
+4:
 
 	ldr	x0, =plat_mair_el1
 	msr	mair_el1, x0
@@ -132,7 +148,12 @@ _libkvmplat_entry:
 	/* The first instruction with the MMU on (a mark for `make bench`). */
 	.global plat_mmu_on
 plat_mmu_on:
-	ldr	x0, =plat_early_vectors		/* now by link address */
+	cbz	x24, 2f
+	mov	x0, x24
+	bl	plat_relocate
+	adr_l	x0, plat_load_offset
+	str	x24, [x0]
+2:	ldr	x0, =plat_early_vectors		/* now by (relocated) link address */
 	msr	vbar_el1, x0
 	isb
 
@@ -242,6 +263,45 @@ plat_idmap_block:
 9:	mov	x0, #-1
 	ret
 	.size plat_idmap_block, . - plat_idmap_block
+
+/*
+ * plat_relocate(x0 = load offset): applies the image's R_AARCH64_RELATIVE
+ * relocations (-pie) with the MMU and caches on: *(offset + x0) = addend + x0,
+ * each target checked to lie inside the image. R_AARCH64_NONE is skipped; any
+ * other type, or a target outside the image, stops with one line. Clobbers
+ * x0-x8.
+ */
+plat_relocate:
+	adr_l	x2, _plat_rela_start
+	adr_l	x3, _plat_rela_end
+	adr_l	x6, _plat_head
+	adr_l	x7, _plat_image_end
+	sub	x7, x7, #8
+1:	cmp	x2, x3
+	b.hs	3f
+	ldp	x4, x5, [x2], #16		/* r_offset, r_info */
+	ldr	x8, [x2], #8			/* r_addend */
+	cbz	x5, 1b				/* R_AARCH64_NONE */
+	cmp	x5, #1027			/* R_AARCH64_RELATIVE, no symbol */
+	b.ne	.Lbad_reloc
+	add	x4, x4, x0
+	cmp	x4, x6
+	b.lo	.Lbad_reloc
+	cmp	x4, x7
+	b.hi	.Lbad_reloc
+	tst	x4, #7
+	b.ne	.Lbad_reloc
+	add	x8, x8, x0
+	str	x8, [x4]
+	b	1b
+3:	ret
+.Lbad_reloc:
+	ldr	x24, =plat_early_uart_base
+	ldr	x25, =plat_early_uart_kind
+	adr_l	x0, .Lmsg_reloc
+	bl	.Lputs
+	b	.Lstop
+	.size plat_relocate, . - plat_relocate
 
 /*
  * plat_switch_ttbr0(x0 = new root): moves from the early tables to the
@@ -412,6 +472,8 @@ plat_wrong_place:
  * status polls (the UART is a guess). Base x24, kind x25; clobbers x1-x4.
  */
 .Lputc:
+	cmp	x25, #2				/* no early UART: nothing to say it on */
+	b.eq	4f
 	mov	x1, x24
 	mov	x3, #4096
 	cbnz	x25, 3f
@@ -422,11 +484,11 @@ plat_wrong_place:
 2:	strb	w0, [x1]
 	ret
 3:	ldr	w4, [x1, #0x18]
-	tbz	w4, #5, 4f
+	tbz	w4, #5, 5f
 	subs	x3, x3, #1
 	b.ne	3b
-4:	str	w0, [x1]
-	ret
+5:	str	w0, [x1]
+4:	ret
 	.ltorg
 
 	.section .rodata.plat_boot_msgs, "a"
@@ -435,7 +497,9 @@ plat_wrong_place:
 .Lmsg_runs:
 	.asciz	" was loaded at "
 .Lmsg_end:
-	.asciz	" (load it at RAM base + the Image header's text_offset)\r\n"
+	.asciz	" and is not relocatable (load it at RAM base + the Image header's text_offset)\r\n"
+.Lmsg_reloc:
+	.asciz	"plat-kvm-arm: fatal: the image has a relocation this entry does not apply\r\n"
 
 /*
  * plat_el2_to_el1: called at EL2 with the MMU off; sets EL2 up for an EL1 guest
@@ -539,6 +603,10 @@ plat_idmap:
 	.space IDMAP_TABLES * 4096
 plat_idmap_used:
 	.quad	1
+	/* Where the image runs minus where it was linked (0 unless relocated). */
+	.global plat_load_offset
+plat_load_offset:
+	.quad	0
 
 	.section .plat_noinit.stacks, "aw", %nobits
 	.balign 16

@@ -28,25 +28,43 @@ const BLOCK_DEVICE: u64 = desc::TYPE_BLOCK
 
 /// The UART the VMM this image is built for has at a fixed address (Unikraft's
 /// `*_EARLY_CONSOLE_BASE`): the console until the DTB names one, and the one that
-/// reports an image loaded at the wrong address.
-pub(crate) const EARLY_UART: UartDesc = if cfg!(feature = "vmm-kvmtool") {
-    UartDesc {
+/// reports an image loaded at the wrong address. None for a VMM-neutral build
+/// (`vmm-any`): its console comes from the device tree only.
+pub(crate) const EARLY_UART: Option<UartDesc> = if cfg!(feature = "vmm-any") {
+    None
+} else if cfg!(feature = "vmm-kvmtool") {
+    Some(UartDesc {
         kind: UartKind::Ns16550,
         base: 0x100_0000,
         size: 8,
         reg_shift: 0,
         reg_io_width: 1,
         clock_hz: None,
-    }
+    })
 } else {
-    UartDesc {
+    Some(UartDesc {
         kind: UartKind::Pl011,
         base: 0x900_0000,
         size: 0x1000,
         reg_shift: 0,
         reg_io_width: 1,
         clock_hz: None,
-    }
+    })
+};
+
+/// For the entry code: the early UART's base and kind (0 ns16550 with byte
+/// registers, 1 PL011, 2 none).
+const EARLY_UART_BASE: u64 = match EARLY_UART {
+    Some(u) => u.base,
+    None => 0,
+};
+const EARLY_UART_KIND: u64 = match EARLY_UART {
+    Some(UartDesc {
+        kind: UartKind::Pl011,
+        ..
+    }) => 1,
+    Some(_) => 0,
+    None => 2,
 };
 
 global_asm!(
@@ -67,8 +85,8 @@ global_asm!(
     clear = const pagetable::SCTLR_EL1_CLEAR,
     normal = const BLOCK_NORMAL,
     device = const BLOCK_DEVICE,
-    uart = const EARLY_UART.base,
-    kind = const matches!(EARLY_UART.kind, UartKind::Pl011) as u64,
+    uart = const EARLY_UART_BASE,
+    kind = const EARLY_UART_KIND,
     realm = const cfg!(feature = "realm") as u64,
 );
 
