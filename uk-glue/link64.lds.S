@@ -19,7 +19,7 @@
 #include <uk/arch/limits.h>
 #include <uk/plat/common/common.lds.h>
 
-#if CONFIG_KVM_VMM_QEMU
+#if CONFIG_KVM_VMM_QEMU || CONFIG_KVM_VMM_ANY	/* ANY: relocated at entry */
 #define PLAT_RAM_BASE	0x40000000
 #else /* kvmtool, Firecracker */
 #define PLAT_RAM_BASE	0x80000000
@@ -92,6 +92,21 @@ SECTIONS
 
 	INITTAB_SECTION
 	EVENTTAB_SECTION
+
+	/*
+	 * KVM_VMM_ANY links -pie: the entry applies these relocations when the
+	 * image runs elsewhere than linked (empty otherwise).
+	 */
+	. = ALIGN(8);
+	.rela.dyn : {
+		_plat_rela_start = .;
+		*(.rela.dyn) *(.rela.*)
+		_plat_rela_end = .;
+	}
+	.dynsym : { *(.dynsym) }
+	.dynstr : { *(.dynstr) }
+	.hash : { *(.hash) }
+	.gnu.hash : { *(.gnu.hash) }
 	_erodata = .;
 
 	. = ALIGN(0x8);
@@ -132,6 +147,8 @@ SECTIONS
 	_plat_image_end = _end;
 	_plat_text_offset = _text - _start_ram_addr;
 	_plat_image_size = _end - _text;
+	/* Image header flags: LE, 4 KiB pages; bit 3 (anywhere) when relocatable. */
+	_plat_image_flags = ABSOLUTE(_plat_rela_end > _plat_rela_start ? 0xa : 0x2);
 
 	.comment 0 : { *(.comment) }
 	DEBUG_SYMBOLS

@@ -93,6 +93,14 @@ global_asm!(
 unsafe extern "C" {
     fn plat_idmap_block(addr: u64, attrs: u64) -> i64;
     fn plat_switch_ttbr0(root: u64);
+    /// Written once by the entry code, before any Rust runs.
+    static plat_load_offset: u64;
+}
+
+/// Where the image runs minus where it was linked: 0 unless the entry relocated it.
+pub(crate) fn load_offset() -> u64 {
+    // SAFETY: written by the entry code before any Rust runs, read-only after.
+    unsafe { core::ptr::read(&raw const plat_load_offset) }
 }
 
 /// Maps the 2 MiB block holding `pa` as a device in the early tables (the console

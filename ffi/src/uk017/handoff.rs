@@ -54,9 +54,16 @@ pub(crate) unsafe fn fill(
     memrt_of: fn(RegionKind) -> u16,
 ) {
     // Unikraft's build (mkbootinfo.py) already describes the image's segments as
-    // KERNEL regions; ours would overlap them, which its coalescing refuses.
+    // KERNEL regions; ours would overlap them, which its coalescing refuses. They
+    // hold link addresses: moved to where the image runs if it was relocated.
+    let kernel = memrt_of(RegionKind::Kernel);
     // SAFETY: `ubi` is Unikraft's boot info with `count` valid descriptors.
-    let kernel_known = unsafe { super::has_type(ubi, memrt_of(RegionKind::Kernel)) };
+    let kernel_known = unsafe { super::has_type(ubi, kernel) };
+    let offset = crate::arch::load_offset();
+    if offset != 0 {
+        // SAFETY: as above; single-threaded boot.
+        unsafe { super::shift_type(ubi, kernel, offset) };
+    }
     let console = MemRange {
         start: uart.base,
         end: uart.base + uart.size,

@@ -347,6 +347,29 @@ pub unsafe fn has_type(bi: *const Bootinfo, memrt: u16) -> bool {
         .any(|i| unsafe { (*base.add(i)).r#type } == memrt)
 }
 
+/// Moves every descriptor of type `memrt` by `offset` bytes (physical and virtual
+/// base alike): the KERNEL regions `mkbootinfo.py` wrote at link time, when the
+/// entry relocated the image to where the VMM loaded it (`KVM_VMM_ANY`).
+///
+/// # Safety
+///
+/// As for [`push_regions`].
+pub unsafe fn shift_type(bi: *mut Bootinfo, memrt: u16, offset: u64) {
+    // SAFETY: the caller guarantees `bi` is valid and exclusive, with `count`
+    // descriptors after it.
+    let b = unsafe { &*bi };
+    // SAFETY: the descriptor array starts right after the 80-byte header.
+    let base = unsafe { bi.add(1) }.cast::<MemregionDesc>();
+    for i in 0..b.mrds.count.min(b.mrds.capacity) as usize {
+        // SAFETY: i < count <= capacity.
+        let d = unsafe { &mut *base.add(i) };
+        if d.r#type == memrt {
+            d.pbase = d.pbase.wrapping_add(offset);
+            d.vbase = d.vbase.wrapping_add(offset);
+        }
+    }
+}
+
 /// The command line Unikraft 0.17's `ukplat_bootinfo_fdt_post_setup` builds:
 /// `"<UK_NAME> <bootargs>"`, NUL-terminated in `buf`; the returned slice excludes
 /// the NUL. Without bootargs, none (setup.c then uses `CONFIG_UK_NAME` alone).
@@ -515,5 +538,14 @@ mod tests {
         assert!(!unsafe { has_type(p, memrt::KERNEL) });
         assert_eq!(bi.d[1].r#type, memrt::FREE);
         assert_eq!(bi.d[1].pg_count, 2);
+        // A relocated image: only the KERNEL descriptors move.
+        bi.d[0].r#type = memrt::KERNEL;
+        let (p0, v0, p1) = (bi.d[0].pbase, bi.d[0].vbase, bi.d[1].pbase);
+        // SAFETY: as above.
+        unsafe { shift_type(p, memrt::KERNEL, 0x4000_0000) };
+        assert_eq!(
+            (bi.d[0].pbase, bi.d[0].vbase, bi.d[1].pbase),
+            (p0 + 0x4000_0000, v0 + 0x4000_0000, p1)
+        );
     }
 }
