@@ -23,6 +23,21 @@ pub enum Misbehave {
     LoadAtRamBase,
 }
 
+/// Whose machine the model presents to the guest.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Profile {
+    /// kvmtool's arm64 layout (the default).
+    Kvmtool,
+    /// Firecracker up to v1.8 (v1.7.0's tree in the fixtures): RAM at 0x80000000,
+    /// one 16550 at 0x40000000, no stdout-path, `earlycon=` appended to the boot
+    /// args, no PCI.
+    Fc17,
+    /// Firecracker v1.9 and later (v1.16.1's tree): RAM from 0x80200000 (the 2 MiB
+    /// below hold vmgenid and vmclock), the Image at 0x80200000 + text_offset, the
+    /// 16550 at 0x40002000.
+    Fc116,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InitRipas {
     All,
@@ -31,6 +46,7 @@ pub enum InitRipas {
 
 pub struct Config {
     pub realm: bool,
+    pub profile: Profile,
     /// Emulate TF-RMM rmm-spec-v1.0-rel0 instead of main where they differ
     /// (RSI_VERSION accepts only 1.0; REALM_CONFIG writes no 1.1 fields).
     pub rmm_rel0: bool,
@@ -49,6 +65,28 @@ pub struct Config {
     pub dump: [u8; 256],
     pub dump_len: usize,
     pub rpv: [u8; 64],
+}
+
+impl Config {
+    /// Where RAM starts in the guest's device tree (and where the Image goes, plus
+    /// its text_offset).
+    pub fn ram_dt_base(&self) -> u64 {
+        match self.profile {
+            Profile::Fc116 => crate::layout::RAM_IPA + 0x20_0000,
+            _ => crate::layout::RAM_IPA,
+        }
+    }
+
+    /// The emulated 16550s: base and count. Firecracker creates its one UART
+    /// only when the boot args have `console=` (none otherwise).
+    pub fn uarts(&self) -> (u64, u64) {
+        let fc_uart = self.cmdline().is_some_and(|c| c.contains("console="));
+        match self.profile {
+            Profile::Kvmtool => (crate::layout::UART_IPA, crate::layout::UART_COUNT),
+            Profile::Fc17 => (0x4000_0000, fc_uart as u64),
+            Profile::Fc116 => (0x4000_2000, fc_uart as u64),
+        }
+    }
 }
 
 fn parse_num(s: &str) -> Option<u64> {
@@ -83,6 +121,7 @@ impl Config {
             img_size: 0,
             ripas: InitRipas::All,
             misbehave: Misbehave::None,
+            profile: Profile::Kvmtool,
             timeout_s: 0,
             ipa_bits: 0,
             cmdline: [0; 2048],
@@ -149,6 +188,14 @@ impl Config {
                         "no-stdout-path" => Misbehave::NoStdoutPath,
                         "load-at-ram-base" => Misbehave::LoadAtRamBase,
                         _ => return Err("unknown misbehave"),
+                    }
+                }
+                "profile" => {
+                    c.profile = match v {
+                        "kvmtool" => Profile::Kvmtool,
+                        "firecracker-1.7" => Profile::Fc17,
+                        "firecracker-1.16" => Profile::Fc116,
+                        _ => return Err("unknown profile"),
                     }
                 }
                 "timeout" => c.timeout_s = parse_num(v).ok_or("bad timeout")?,

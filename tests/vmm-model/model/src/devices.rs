@@ -194,20 +194,21 @@ pub fn poll() {
 
 pub fn mmio_read(addr: u64, size: u64) -> u64 {
     let mut d = DEV.lock();
-    let ub = layout::UART_IPA;
-    if addr >= ub && addr < ub + layout::UART_COUNT * 0x1000 && addr & 0xfff < 8 {
+    let (ub, count) = crate::cfg().uarts();
+    if addr >= ub && addr < ub + count * 0x1000 && addr & 0xfff < 8 {
         let n = ((addr - ub) >> 12) as usize;
         let v = uart_read(n, &mut d.uart[n], addr & 7) as u64;
         uart_update_irq(n, &mut d.uart[n]);
         return v;
     }
-    if addr == layout::RTC_IPA + 1 {
+    let kvmtool = crate::cfg().profile == crate::config::Profile::Kvmtool;
+    if kvmtool && addr == layout::RTC_IPA + 1 {
         return rtc_read(d.rtc_index) as u64;
     }
-    if addr == layout::RTC_IPA {
+    if kvmtool && addr == layout::RTC_IPA {
         return d.rtc_index as u64;
     }
-    if (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
+    if kvmtool && (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
         // no device on the bus: all ones
         return if size == 8 {
             u64::MAX
@@ -222,21 +223,22 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
 
 pub fn mmio_write(addr: u64, size: u64, val: u64) {
     let mut d = DEV.lock();
-    let ub = layout::UART_IPA;
-    if addr >= ub && addr < ub + layout::UART_COUNT * 0x1000 && addr & 0xfff < 8 {
+    let (ub, count) = crate::cfg().uarts();
+    if addr >= ub && addr < ub + count * 0x1000 && addr & 0xfff < 8 {
         let n = ((addr - ub) >> 12) as usize;
         uart_write(n, &mut d.uart[n], addr & 7, val as u8);
         uart_update_irq(n, &mut d.uart[n]);
         return;
     }
-    if addr == layout::RTC_IPA {
+    let kvmtool = crate::cfg().profile == crate::config::Profile::Kvmtool;
+    if kvmtool && addr == layout::RTC_IPA {
         d.rtc_index = (val & 0x7f) as u8;
         return;
     }
-    if addr == layout::RTC_IPA + 1 {
+    if kvmtool && addr == layout::RTC_IPA + 1 {
         return; // time setting ignored
     }
-    if (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
+    if kvmtool && (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
         return;
     }
     drop(d);

@@ -180,19 +180,32 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     w.prop_cells("#address-cells", &[2]);
     w.prop_cells("#size-cells", &[2]);
 
+    let fc = cfg.profile != crate::config::Profile::Kvmtool;
+    let (uart_base, uart_count) = cfg.uarts();
     w.begin("chosen");
-    if let Some(c) = cfg.cmdline() {
+    if fc {
+        // Firecracker appends earlycon= for the UART it created (with console=).
+        let mut args = Name::<2200> { b: [0; 2200], n: 0 };
+        let _ = core::fmt::Write::write_str(&mut args, cfg.cmdline().unwrap_or(""));
+        if uart_count > 0 {
+            let _ = core::fmt::write(
+                &mut args,
+                format_args!(" earlycon=uart,mmio,{:#x}", uart_base),
+            );
+        }
+        w.prop_str("bootargs", args.s().trim_start());
+    } else if let Some(c) = cfg.cmdline() {
         w.prop_str("bootargs", c);
     }
     w.prop_cells("kaslr-seed", &[0, 0]);
-    let no_stdout = cfg.misbehave == crate::config::Misbehave::NoStdoutPath;
+    let no_stdout = fc || cfg.misbehave == crate::config::Misbehave::NoStdoutPath;
     if !no_stdout {
         w.prop_str("stdout-path", "serial0");
     }
     w.end();
 
-    let ram_base = layout::RAM_IPA;
-    let ram_size = cfg.mem_bytes();
+    let ram_base = cfg.ram_dt_base();
+    let ram_size = cfg.mem_bytes() - (ram_base - layout::RAM_IPA);
     let mem_end = if cfg.misbehave == crate::config::Misbehave::DtbMemBeyondIpa {
         // Claim twice the real RAM: beyond what is mapped (and, for >= 2 GiB
         // in realm mode, beyond the protected IPA space).
@@ -262,15 +275,29 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     w.prop_empty("always-on");
     w.end();
 
-    for i in 0..4u64 {
-        let addr = layout::UART_IPA + i * 0x1000;
-        let n = fmt_name(format_args!("U6_16550A@{:x}", addr));
+    for i in 0..uart_count {
+        let addr = uart_base + i * 0x1000;
+        let n = if fc {
+            fmt_name(format_args!("uart@{:x}", addr))
+        } else {
+            fmt_name(format_args!("U6_16550A@{:x}", addr))
+        };
         w.begin(n.s());
         w.prop_str("compatible", "ns16550a");
-        w.prop_cells("reg", &[0, lo(addr), 0, 8]);
+        w.prop_cells("reg", &[0, lo(addr), 0, if fc { 0x1000 } else { 8 }]);
         w.prop_cells("interrupts", &[0, i as u32, 4]);
         w.prop_cells("clock-frequency", &[1_843_200]);
         w.end();
+    }
+
+    if fc {
+        // Firecracker: no kvmtool RTC, no PCI host.
+        w.begin("psci");
+        w.prop_str("compatible", "arm,psci-0.2");
+        w.prop_str("method", "hvc");
+        w.end();
+        w.end();
+        return w.finish();
     }
 
     w.begin("rtc");

@@ -179,10 +179,15 @@ fn boot_primary() -> ! {
     unsafe { *core::ptr::addr_of_mut!(CONFIG) = Some(c) };
     let c = cfg();
     log!(
-        "kvmtool{} machine: {} MiB RAM at {:#x}, {} vCPU(s), IPA {} bits{}",
+        "{}{} machine: {} MiB RAM at {:#x}, {} vCPU(s), IPA {} bits{}",
+        match c.profile {
+            config::Profile::Kvmtool => "kvmtool",
+            config::Profile::Fc17 => "firecracker-1.7",
+            config::Profile::Fc116 => "firecracker-1.16",
+        },
         if c.realm { "-cca realm" } else { "" },
         c.mem_mib,
-        layout::RAM_IPA,
+        c.ram_dt_base(),
         c.cpus,
         c.ipa_bits,
         if c.misbehave != Misbehave::None {
@@ -216,10 +221,11 @@ fn boot_primary() -> ! {
             text_offset = le(8);
         }
     }
+    // Firecracker >= 1.9 starts RAM (and the Image) 2 MiB higher.
     let kern = if c.misbehave == Misbehave::LoadAtRamBase {
-        ram
+        c.ram_dt_base()
     } else {
-        ram + text_offset
+        c.ram_dt_base() + text_offset
     };
     if kern + c.img_size > limit {
         stop(
