@@ -145,8 +145,28 @@ fn run(params: [u8; 4], bi: &BootInfo<'_>, segs: &[ImageSegment]) {
         }
     }
 
-    let mut pool: Box<[Table]> = (0..tables).map(|_| Table::ZERO).collect();
-    let Ok(mut b) = PageTableBuilder::new(&mut pool, POOL_PA, pa_range) else {
+    // One pool for every run, left dirty by the previous one: allocating 256 KiB
+    // of zeroed tables per run was most of the run time, and the builder must clear
+    // each table it takes anyway (stale descriptors would show in the oracle).
+    POOL.with_borrow_mut(|pool| {
+        check_build(params, bi, segs, &mut pool[..tables], pa_range, alias, wxn)
+    });
+}
+
+thread_local! {
+    static POOL: core::cell::RefCell<Vec<Table>> = core::cell::RefCell::new((0..64).map(|_| Table::ZERO).collect());
+}
+
+fn check_build(
+    params: [u8; 4],
+    bi: &BootInfo<'_>,
+    segs: &[ImageSegment],
+    pool: &mut [Table],
+    pa_range: u64,
+    alias: u64,
+    wxn: bool,
+) {
+    let Ok(mut b) = PageTableBuilder::new(pool, POOL_PA, pa_range) else {
         return;
     };
     let image = ImageLayout { segments: segs };
