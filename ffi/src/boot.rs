@@ -101,6 +101,16 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
         fatal(format_args!("{e}"));
     }
     let Some((mut uart, source)) = bi.console else {
+        // The build's early UART is a guess: not where the DT says nothing is (a
+        // VM without any UART would answer each status poll with a VM exit).
+        if let Some(u) = arch::EARLY_UART
+            && !bi
+                .devices
+                .iter()
+                .any(|d| d.start <= u.base && u.base < d.end)
+        {
+            state::update(|s| s.no_early_uart = true);
+        }
         fatal(format_args!(
             "no ns16550a or arm,pl011 console in the device tree"
         ))

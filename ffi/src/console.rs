@@ -116,10 +116,12 @@ pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
     if s.console_up {
         print(args);
     } else {
-        let fallback = arch::EARLY_UART.map(|u| UartDesc {
-            base: u.base | s.realm.shared_bit,
-            ..u
-        });
+        let fallback = arch::EARLY_UART
+            .filter(|_| !s.no_early_uart)
+            .map(|u| UartDesc {
+                base: u.base | s.realm.shared_bit,
+                ..u
+            });
         if let Some(c) = s.console.or(fallback) {
             emergency_write(&c, s.console.is_none(), args);
         }

@@ -13,6 +13,9 @@ static IN_FATAL: BootFlag = BootFlag::new();
 /// The console used when the DTB gives none (or cannot be read): the VMM's usual
 /// UART (at its alias in a realm); none in a VMM-neutral build.
 pub(crate) fn fallback_console() -> Option<UartDesc> {
+    if state::get().no_early_uart {
+        return None;
+    }
     arch::EARLY_UART.map(|u| UartDesc {
         base: u.base | state::shared_bit(),
         ..u

@@ -68,6 +68,9 @@ pub(crate) struct BootState {
     pub(crate) console: Option<UartDesc>,
     /// Whether the console driver (and its lock) is set up.
     pub(crate) console_up: bool,
+    /// The device tree was read and has no device where the build's early UART
+    /// would be (Firecracker without `console=`): that UART is not guessed at.
+    pub(crate) no_early_uart: bool,
     /// The PSCI conduit, once known.
     pub(crate) conduit: Option<Conduit>,
     /// The realm, if this is one.
@@ -80,6 +83,7 @@ static STATE: BootCell<BootState> = BootCell::new(BootState {
     entered_el2: false,
     console: None,
     console_up: false,
+    no_early_uart: false,
     conduit: None,
     realm: Realm {
         shared_bit: 0,

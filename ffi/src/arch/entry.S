@@ -469,7 +469,9 @@ plat_wrong_place:
 /*
  * One byte (w0) to the early UART: ns16550 with byte registers (kind 0: LSR
  * THRE) or PL011 (kind 1: FR TXFF), single loads and stores, at most 4096
- * status polls (the UART is a guess). Base x24, kind x25; clobbers x1-x4.
+ * status polls (the UART is a guess); a UART that never gets ready is given up
+ * (x25 = 2): a VM without one costs 4096 exits, not 4096 per byte. Base x24,
+ * kind x25; clobbers x1-x4.
  */
 .Lputc:
 	cmp	x25, #2				/* no early UART: nothing to say it on */
@@ -481,14 +483,18 @@ plat_wrong_place:
 	tbnz	w4, #5, 2f
 	subs	x3, x3, #1
 	b.ne	1b
+	b	6f
 2:	strb	w0, [x1]
 	ret
 3:	ldr	w4, [x1, #0x18]
 	tbz	w4, #5, 5f
 	subs	x3, x3, #1
 	b.ne	3b
+	b	6f
 5:	str	w0, [x1]
 4:	ret
+6:	mov	x25, #2				/* never ready: no UART there, stop trying */
+	ret
 	.ltorg
 
 	.section .rodata.plat_boot_msgs, "a"
