@@ -1,6 +1,6 @@
 //! rmm-launcher: a Normal-world EL2 host (the BL33 role) that creates an Arm CCA
-//! realm through RMI v1.0 on TF-RMM and runs an arm64 Image in it the way
-//! kvmtool-cca launches one. See ../README.md.
+//! realm through RMI v1.0 (TF-RMM v0.8.0) or v2.0 (TF-RMM v0.9.0) and runs an
+//! arm64 Image in it the way kvmtool-cca launches one. See ../README.md.
 
 #![no_std]
 #![no_main]
@@ -122,6 +122,12 @@ const MAX_UNPROT: usize = 4096;
 const MAX_RECS: usize = 8;
 
 struct Host {
+    /// RMI 2.0 (TF-RMM v0.9.0) rather than 1.0.
+    v2: bool,
+    /// RMI 2.0: the NS page holding RMI address lists (donate, reclaim).
+    list: u64,
+    /// RMI 2.0: granules donated to stateful operations (REC auxiliary state).
+    donated: u64,
     rd: u64,
     algo: Algo,
     shared: u64,
@@ -215,13 +221,70 @@ impl Host {
         }
         let g = self.pool_next;
         self.pool_next += GRANULE;
-        let r = rmi::c1(rmi::GRANULE_DELEGATE, g);
+        let r = self.delegate(g);
         if !r.ok() {
             fail("GRANULE_DELEGATE", r);
         }
         delegated()[self.n_delegated] = g;
         self.n_delegated += 1;
         g
+    }
+
+    /// GRANULE_DELEGATE of `g`; RMI 2.0: GRANULE_RANGE_DELEGATE, which may
+    /// stop early (TF-RMM v0.9.0 does one granule per call): go on from the
+    /// next address it returns.
+    fn delegate(&self, g: u64) -> rmi::Ret {
+        if !self.v2 {
+            return rmi::c1(rmi::GRANULE_DELEGATE, g);
+        }
+        range_op(rmi::v2::GRANULE_RANGE_DELEGATE, g, g + GRANULE)
+    }
+
+    fn undelegate(&self, g: u64) -> rmi::Ret {
+        if !self.v2 {
+            return rmi::c1(rmi::GRANULE_UNDELEGATE, g);
+        }
+        range_op(rmi::v2::GRANULE_RANGE_UNDELEGATE, g, g + GRANULE)
+    }
+
+    /// RMI 2.0: drives a stateful operation that `r`, the result of the
+    /// command that started it (the handle in x1), left INCOMPLETE: donates
+    /// or takes back granules when the RMM asks, otherwise OP_CONTINUE.
+    /// Returns the final result.
+    fn finish_op(&mut self, mut r: rmi::Ret) -> rmi::Ret {
+        let handle = r.0[1];
+        while r.status() == rmi::v2::INCOMPLETE {
+            r = match r.mem_req() {
+                rmi::v2::MEM_REQ_DONATE => self.donate(handle, r.0[2]),
+                // The granules come back delegated; they are in the
+                // delegated list and undelegated with the rest at teardown.
+                rmi::v2::MEM_REQ_RECLAIM => {
+                    rmi::c3(rmi::v2::OP_MEM_RECLAIM, handle, self.list, 512)
+                }
+                _ => rmi::c2(rmi::v2::OP_CONTINUE, handle, 0),
+            };
+        }
+        r
+    }
+
+    /// RMI 2.0: OP_MEM_DONATE of fresh delegated granules, as many as the
+    /// RmiOpMemDonateReq `req` asks for (4 KiB blocks, delegated, at most one
+    /// address list page).
+    fn donate(&mut self, handle: u64, req: u64) -> rmi::Ret {
+        let (block, count) = (req & 3, (req >> 2) & 0x3fff);
+        if block != 0 || req & (1 << 17) != 0 {
+            stop(
+                status::LAUNCHER_ERROR,
+                format_args!("LAUNCHER ERROR: unsupported donation request {req:#x}"),
+            );
+        }
+        let n = count.min(GRANULE / 8);
+        for i in 0..n as usize {
+            let g = self.granule();
+            put64(page(self.list), 8 * i, g | (1 << 2)); // one 4 KiB block
+        }
+        self.donated += n;
+        rmi::c3(rmi::v2::OP_MEM_DONATE, handle, self.list, n)
     }
 
     fn rtt_create(&mut self, ipa: u64, level: u64) {
@@ -269,7 +332,10 @@ impl Host {
             let r = self.with_rtts("RTT_INIT_RIPAS", a, |h| {
                 rmi::c3(rmi::RTT_INIT_RIPAS, h.rd, a, top)
             });
-            rim_ripas(self.algo, &mut self.rim, a, r.0[1]);
+            if !self.v2 {
+                // RMI 2.0 (TF-RMM v0.9.0) no longer measures RTT_INIT_RIPAS.
+                rim_ripas(self.algo, &mut self.rim, a, r.0[1]);
+            }
             a = r.0[1];
         }
     }
@@ -279,22 +345,53 @@ impl Host {
         self.n_data += 1;
     }
 
-    /// DATA_CREATE of one granule with `src` (an NS page) as content, measured.
+    /// DATA_CREATE of one granule with `src` (an NS page) as content,
+    /// measured (RMI 2.0: RTT_DATA_MAP_INIT, the same call renamed).
     fn data_create(&mut self, ipa: u64, src: u64) {
         let g = self.granule();
-        self.with_rtts("DATA_CREATE", ipa, |h| {
-            rmi::c5(rmi::DATA_CREATE, h.rd, g, ipa, src, rmi::MEASURE_CONTENT)
+        let (what, fid) = if self.v2 {
+            ("RTT_DATA_MAP_INIT", rmi::v2::RTT_DATA_MAP_INIT)
+        } else {
+            ("DATA_CREATE", rmi::DATA_CREATE)
+        };
+        self.with_rtts(what, ipa, |h| {
+            rmi::c5(fid, h.rd, g, ipa, src, rmi::MEASURE_CONTENT)
         });
         rim_data(self.algo, &mut self.rim, ipa, page(src));
         self.note_data(ipa);
     }
 
+    /// An unmeasured zeroed granule at `ipa` (RMI 2.0: RTT_DATA_MAP of one
+    /// granule).
     fn data_create_unknown(&mut self, ipa: u64) {
         let g = self.granule();
-        self.with_rtts("DATA_CREATE_UNKNOWN", ipa, |h| {
-            rmi::c3(rmi::DATA_CREATE_UNKNOWN, h.rd, g, ipa)
-        });
+        if self.v2 {
+            self.with_rtts("RTT_DATA_MAP", ipa, |h| {
+                let single = rmi::v2::ADDR_TYPE_SINGLE;
+                rmi::c5(rmi::v2::RTT_DATA_MAP, h.rd, ipa, ipa + GRANULE, single, g)
+            });
+        } else {
+            self.with_rtts("DATA_CREATE_UNKNOWN", ipa, |h| {
+                rmi::c3(rmi::DATA_CREATE_UNKNOWN, h.rd, g, ipa)
+            });
+        }
         self.note_data(ipa);
+    }
+
+    /// DATA_DESTROY of the granule at `ipa` (RMI 2.0: RTT_DATA_UNMAP).
+    fn data_destroy(&self, ipa: u64) -> rmi::Ret {
+        if !self.v2 {
+            return rmi::c2(rmi::DATA_DESTROY, self.rd, ipa);
+        }
+        let single = rmi::v2::ADDR_TYPE_SINGLE;
+        rmi::c5(
+            rmi::v2::RTT_DATA_UNMAP,
+            self.rd,
+            ipa,
+            ipa + GRANULE,
+            single,
+            0,
+        )
     }
 
     fn map_unprotected(&mut self, ipa: u64) {
@@ -310,7 +407,23 @@ impl Host {
     }
 }
 
-// ---------------------------------------------------------------- RIM (TF-RMM v1.0 descriptors)
+/// RMI 2.0: GRANULE_RANGE_(UN)DELEGATE over [base, top), following the next
+/// address each call returns.
+fn range_op(fid: u64, base: u64, top: u64) -> rmi::Ret {
+    let mut a = base;
+    loop {
+        let r = rmi::c2(fid, a, top);
+        if !r.ok() || r.0[1] >= top {
+            return r;
+        }
+        if r.0[1] <= a {
+            return rmi::Ret([rmi::v2::BUSY, a, 0, 0, 0]); // no progress
+        }
+        a = r.0[1];
+    }
+}
+
+// ---------------------------------------------------------------- RIM (TF-RMM descriptors)
 fn rim_ripas(algo: Algo, rim: &mut [u8; 64], base: u64, top: u64) {
     // RTT_INIT_RIPAS measures one descriptor per RTT entry; `top` may span
     // several entries of one size: split as the RMM did.
@@ -481,7 +594,23 @@ extern "C" fn rust_main() -> ! {
         v.0[2] >> 16,
         v.0[2] & 0xffff
     );
-    if !v.ok() {
+    // TF-RMM v0.9.0 implements only RMI 2.0 and answers a 1.0 request with
+    // ERROR_INPUT, higher = 2.0: request the highest revision offered.
+    let v2 = v.0[2] >> 16 >= 2;
+    if v2 {
+        let v = rmi::c1(rmi::VERSION, 2 << 16);
+        log!(
+            "RMI_VERSION(2.0): status {} lower {}.{} higher {}.{}",
+            v.0[0],
+            v.0[1] >> 16,
+            v.0[1] & 0xffff,
+            v.0[2] >> 16,
+            v.0[2] & 0xffff
+        );
+        if !v.ok() {
+            fail("RMI_VERSION 2.0", v);
+        }
+    } else if !v.ok() {
         fail("RMI_VERSION 1.0", v);
     }
     let f0 = rmi::c1(rmi::FEATURES, 0);
@@ -492,20 +621,27 @@ extern "C" fn rust_main() -> ! {
     let max_s2sz = feat & 0xff;
     let num_bps = (feat >> 14) & 0x3f;
     let num_wps = (feat >> 20) & 0x3f;
-    log!(
-        "RMI_FEATURES[0] {:#x}: S2SZ {} LPA2 {} SVE {} NUM_BPS {} NUM_WPS {} PMU {} ({} ctrs) SHA256 {} SHA512 {} GICv3 LRs {}",
-        feat,
-        max_s2sz,
-        (feat >> 8) & 1,
-        (feat >> 9) & 1,
-        num_bps,
-        num_wps,
-        (feat >> 26) & 1,
-        (feat >> 27) & 0x1f,
-        (feat >> 32) & 1,
-        (feat >> 33) & 1,
-        (feat >> 34) & 0xf
-    );
+    let nr_lrs = if v2 {
+        log_features_v2(feat)
+    } else {
+        ((feat >> 34) & 0xf) as usize + 1
+    };
+    if !v2 {
+        log!(
+            "RMI_FEATURES[0] {:#x}: S2SZ {} LPA2 {} SVE {} NUM_BPS {} NUM_WPS {} PMU {} ({} ctrs) SHA256 {} SHA512 {} GICv3 LRs {}",
+            feat,
+            max_s2sz,
+            (feat >> 8) & 1,
+            (feat >> 9) & 1,
+            num_bps,
+            num_wps,
+            (feat >> 26) & 1,
+            (feat >> 27) & 0x1f,
+            (feat >> 32) & 1,
+            (feat >> 33) & 1,
+            (feat >> 34) & 0xf
+        );
+    }
 
     // ---- configuration
     let mem = p.mem_bytes;
@@ -535,6 +671,9 @@ extern "C" fn rust_main() -> ! {
         Algo::Sha256
     };
     let mut h = Host {
+        v2,
+        list: 0,
+        donated: 0,
         rd: 0,
         algo,
         shared: 1 << (ipa_bits - 1),
@@ -563,7 +702,10 @@ extern "C" fn rust_main() -> ! {
         irq_exits: 0,
     };
     let cpus = p.cpus.clamp(1, MAX_RECS as u64) as usize;
-    vgic().init(cpus, ((feat >> 34) & 0xf) as usize + 1);
+    vgic().init(cpus, nr_lrs);
+    if v2 {
+        rmm_activate(&mut h);
+    }
 
     // ---- the image, as kvmtool loads `-k`
     if p.image_size == 0 || p.image_size > IMAGE_MAX || p.dtb_size == 0 || p.dtb_size > FDT_MAX_SIZE
@@ -633,7 +775,10 @@ extern "C" fn rust_main() -> ! {
         b[0x30] = if algo == Algo::Sha512 { 1 } else { 0 };
         let n = (p.rpv_len as usize).min(64);
         b[0x400..0x400 + n].copy_from_slice(&p.rpv[..n]);
-        b[0x800..0x802].copy_from_slice(&1u16.to_le_bytes()); // VMID
+        if !v2 {
+            // RMI 2.0 allocates the VMID itself (the field is gone).
+            b[0x800..0x802].copy_from_slice(&1u16.to_le_bytes()); // VMID
+        }
         put64(b, 0x808, rtt_base);
         put64(b, 0x810, sl);
         b[0x818..0x81c].copy_from_slice(&(num_root as u32).to_le_bytes());
@@ -709,13 +854,9 @@ extern "C" fn rust_main() -> ! {
         }
     }
 
-    // ---- RECs
-    let aux = rmi::c1(rmi::REC_AUX_COUNT, rd);
-    if !aux.ok() {
-        fail("REC_AUX_COUNT", aux);
-    }
-    let naux = aux.0[1];
-    log!("REC_AUX_COUNT: {}", naux);
+    // ---- RECs (RMI 2.0: no REC_AUX_COUNT; REC_CREATE asks for the
+    // auxiliary granules as a stateful operation)
+    let naux = if v2 { 0 } else { rec_aux_count(rd) };
     for i in 0..cpus {
         let rec = h.granule();
         let pp = h.ns_page();
@@ -727,13 +868,18 @@ extern "C" fn rust_main() -> ! {
                 put64(b, 0x200, kern);
                 put64(b, 0x300, dtb);
             }
-            put64(b, 0x800, naux);
+            if !v2 {
+                put64(b, 0x800, naux);
+            }
         }
         for k in 0..naux as usize {
             let g = h.granule();
             put64(page(pp), 0x808 + 8 * k, g);
         }
-        let r = rmi::c3(rmi::REC_CREATE, rd, rec, pp);
+        let mut r = rmi::c3(rmi::REC_CREATE, rd, rec, pp);
+        if v2 {
+            r = h.finish_op(r);
+        }
         if !r.ok() {
             fail("REC_CREATE", r);
         }
@@ -746,6 +892,13 @@ extern "C" fn rust_main() -> ! {
         h.mpidrs[i] = i as u64;
         h.n_recs += 1;
     }
+    if v2 {
+        log!(
+            "REC_CREATE: {} granules donated for {} REC(s)",
+            h.donated,
+            cpus
+        );
+    }
     let r = rmi::c1(rmi::REALM_ACTIVATE, rd);
     if !r.ok() {
         fail("REALM_ACTIVATE", r);
@@ -756,7 +909,7 @@ extern "C" fn rust_main() -> ! {
         let ipa = RAM_IPA + mem / 2;
         h.data_create_unknown(ipa);
         h.n_data -= 1;
-        let r = rmi::c2(rmi::DATA_DESTROY, rd, ipa);
+        let r = h.data_destroy(ipa);
         if !r.ok() {
             fail("DATA_DESTROY", r);
         }
@@ -798,6 +951,71 @@ extern "C" fn rust_main() -> ! {
     sys::exit(code)
 }
 
+/// RMI 1.0: the number of auxiliary granules a REC needs.
+fn rec_aux_count(rd: u64) -> u64 {
+    let aux = rmi::c1(rmi::REC_AUX_COUNT, rd);
+    if !aux.ok() {
+        fail("REC_AUX_COUNT", aux);
+    }
+    log!("REC_AUX_COUNT: {}", aux.0[1]);
+    aux.0[1]
+}
+
+/// RMI 2.0: feature registers 0 and 1 (the hash algorithms moved to 1, the
+/// GIC's list registers are the host's own: ICH_VTR_EL2). Returns the number
+/// of list registers.
+fn log_features_v2(feat: u64) -> usize {
+    let f1 = rmi::c1(rmi::FEATURES, 1);
+    if !f1.ok() {
+        fail("RMI_FEATURES 1", f1);
+    }
+    let f1 = f1.0[1];
+    sys::gic_init(); // ICC_SRE_EL2.SRE: the ICH registers
+    let nr_lrs = vgic::hw_nr_lrs();
+    log!(
+        "RMI_FEATURES[0] {:#x}: S2SZ {} LPA2 {} SVE {} NUM_BPS {} NUM_WPS {} PMU {} ({} ctrs); [1] {:#x}: SHA256 {} SHA512 {}; ICH_VTR_EL2 LRs {}",
+        feat,
+        feat & 0xff,
+        (feat >> 8) & 1,
+        (feat >> 9) & 1,
+        (feat >> 14) & 0x3f,
+        (feat >> 20) & 0x3f,
+        (feat >> 26) & 1,
+        (feat >> 27) & 0x1f,
+        f1,
+        (f1 >> 3) & 1,
+        (f1 >> 5) & 1,
+        nr_lrs
+    );
+    nr_lrs
+}
+
+/// RMI 2.0: RMM_CONFIG_SET (the configuration RMM_CONFIG_GET reports: 4 KiB
+/// granules, 1 GiB tracking regions) and RMM_ACTIVATE, which every other
+/// command but VERSION/FEATURES/CONFIG_GET waits for.
+fn rmm_activate(h: &mut Host) {
+    let cfg = h.ns_page();
+    let r = rmi::c1(rmi::v2::RMM_CONFIG_GET, cfg);
+    if !r.ok() {
+        fail("RMM_CONFIG_GET", r);
+    }
+    let r = rmi::c1(rmi::v2::RMM_CONFIG_SET, cfg);
+    if !r.ok() {
+        fail("RMM_CONFIG_SET", r);
+    }
+    let r = rmi::call(rmi::v2::RMM_ACTIVATE, [0; 6]);
+    if !r.ok() {
+        fail("RMM_ACTIVATE", r);
+    }
+    let b = page(cfg);
+    log!(
+        "RMM_ACTIVATE: RmiRmmConfig tracking_region_size {} rmi_granule_size {} (1 GiB, 4 KiB)",
+        get64(b, 0),
+        get64(b, 8)
+    );
+    h.list = h.ns_page();
+}
+
 /// The REC_ENTER loop over the runnable RECs. Returns the exit status.
 fn run(h: &mut Host) -> u32 {
     let mut runnable = [false; MAX_RECS];
@@ -830,8 +1048,14 @@ fn run(h: &mut Host) -> u32 {
                 put64(b, 0x200 + 8 * i, *v);
             }
             let lrs = vgic().entry_lrs(cur, timers[cur].1, timers[cur].0);
-            for (i, v) in lrs.iter().enumerate() {
-                put64(b, 0x308 + 8 * i, *v);
+            if h.v2 {
+                // RMI 2.0: no GIC fields in the REC run; the RMM uses the
+                // host's ICH registers as they are.
+                vgic().hw_load(cur, &lrs);
+            } else {
+                for (i, v) in lrs.iter().enumerate() {
+                    put64(b, 0x308 + 8 * i, *v);
+                }
             }
         }
         entry_flags[cur] = 0;
@@ -848,8 +1072,12 @@ fn run(h: &mut Host) -> u32 {
         let hpfar = get64(b, 0x910);
         let gpr = |i: usize| get64(b, 0xa00 + 8 * i);
         let mut exit_lrs = [0u64; 16];
-        for (i, lr) in exit_lrs.iter_mut().enumerate() {
-            *lr = get64(b, 0xb08 + 8 * i);
+        if h.v2 {
+            exit_lrs = vgic().hw_save(cur);
+        } else {
+            for (i, lr) in exit_lrs.iter_mut().enumerate() {
+                *lr = get64(b, 0xb08 + 8 * i);
+            }
         }
         vgic().save(cur, &exit_lrs);
         timers[cur] = (get64(b, 0xc00), get64(b, 0xc10));
@@ -1071,7 +1299,11 @@ fn run(h: &mut Host) -> u32 {
 fn teardown(h: &mut Host) {
     let mut errors = 0u64;
     for i in 0..h.n_recs {
-        let r = rmi::c1(rmi::REC_DESTROY, h.recs[i]);
+        let mut r = rmi::c1(rmi::REC_DESTROY, h.recs[i]);
+        if h.v2 {
+            // RMI 2.0: the RMM hands back the REC's auxiliary granules.
+            r = h.finish_op(r);
+        }
         if !r.ok() {
             errors += 1;
             log!(
@@ -1089,7 +1321,7 @@ fn teardown(h: &mut Host) {
     }
     for i in 0..h.n_data {
         let ipa = data_ipas()[i];
-        let r = rmi::c2(rmi::DATA_DESTROY, h.rd, ipa);
+        let r = h.data_destroy(ipa);
         if !r.ok() {
             errors += 1;
             if errors < 8 {
@@ -1136,7 +1368,7 @@ fn teardown(h: &mut Host) {
     let mut undelegated = 0;
     for i in 0..h.n_delegated {
         let g = delegated()[i];
-        let r = rmi::c1(rmi::GRANULE_UNDELEGATE, g);
+        let r = h.undelegate(g);
         if r.ok() {
             undelegated += 1;
         } else {

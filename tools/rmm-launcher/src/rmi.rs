@@ -1,5 +1,6 @@
-//! RMI v1.0 calls to TF-RMM (SMC64 fast calls 0xC4000150 + n), as in TF-RMM
-//! v0.8.0 lib/smc/include/smc-rmi.h.
+//! RMI calls to TF-RMM (SMC64 fast calls 0xC4000150 + n): v1.0 as in TF-RMM
+//! v0.8.0, v2.0 as in TF-RMM v0.9.0 (lib/smc/include/smc-rmi.h). Calls whose
+//! number and arguments did not change serve both.
 
 pub const VERSION: u64 = 0xC400_0150;
 pub const GRANULE_DELEGATE: u64 = 0xC400_0151;
@@ -22,6 +23,31 @@ pub const FEATURES: u64 = 0xC400_0165;
 pub const REC_AUX_COUNT: u64 = 0xC400_0167;
 pub const RTT_INIT_RIPAS: u64 = 0xC400_0168;
 pub const RTT_SET_RIPAS: u64 = 0xC400_0169;
+
+/// RMI 2.0 only (DATA_CREATE kept its number as RTT_DATA_MAP_INIT).
+pub mod v2 {
+    pub const RTT_DATA_MAP_INIT: u64 = 0xC400_0153;
+    pub const RMM_CONFIG_SET: u64 = 0xC400_016E;
+    pub const RMM_CONFIG_GET: u64 = 0xC400_01EC;
+    pub const GRANULE_RANGE_DELEGATE: u64 = 0xC400_01F1;
+    pub const GRANULE_RANGE_UNDELEGATE: u64 = 0xC400_01F2;
+    pub const RTT_DATA_MAP: u64 = 0xC400_01F5;
+    pub const RTT_DATA_UNMAP: u64 = 0xC400_01F6;
+    pub const RMM_ACTIVATE: u64 = 0xC400_0202;
+    pub const OP_CONTINUE: u64 = 0xC400_0203;
+    pub const OP_MEM_DONATE: u64 = 0xC400_0208;
+    pub const OP_MEM_RECLAIM: u64 = 0xC400_0209;
+
+    /// RTT_DATA_MAP/UNMAP flags: one output address (RMI_ADDR_TYPE_SINGLE).
+    pub const ADDR_TYPE_SINGLE: u64 = 1;
+
+    pub const BUSY: u64 = 10;
+    pub const INCOMPLETE: u64 = 13;
+
+    /// RmiOpMemReq, bits 9:8 of an INCOMPLETE result.
+    pub const MEM_REQ_DONATE: u64 = 1;
+    pub const MEM_REQ_RECLAIM: u64 = 2;
+}
 
 pub const SUCCESS: u64 = 0;
 pub const ERROR_RTT: u64 = 4;
@@ -54,6 +80,10 @@ impl Ret {
     }
     pub fn ok(&self) -> bool {
         self.0[0] == SUCCESS
+    }
+    /// RmiOpMemReq of an INCOMPLETE stateful operation (RMI 2.0).
+    pub fn mem_req(&self) -> u64 {
+        (self.0[0] >> 8) & 3
     }
 }
 

@@ -18,6 +18,7 @@ macro_rules! msr {
     }};
 }
 pub(crate) use mrs;
+pub(crate) use msr;
 
 pub fn isb() {
     // SAFETY: barrier only.

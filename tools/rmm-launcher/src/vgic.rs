@@ -1,8 +1,11 @@
 //! A minimal GICv3 for the realm, as KVM's vGIC presents it at kvmtool's
 //! addresses: distributor and redistributor registers (emulated MMIO through
 //! the unprotected alias) and delivery of the EL1 timer PPIs through the REC's
-//! list registers (RMI REC entry gicv3_lrs). SPIs, SGIs between RECs, LPIs and
-//! the ITS are not emulated.
+//! list registers (RMI 1.0: the REC entry's gicv3_lrs; RMI 2.0: the host's own
+//! ICH_LR<n>_EL2, which TF-RMM v0.9.0 leaves live while Plane 0 runs). SPIs,
+//! SGIs between RECs, LPIs and the ITS are not emulated.
+
+use crate::sys::{isb, mrs, msr};
 
 pub const GICD_IPA: u64 = 0x3fff_0000;
 const GICD_SIZE: u64 = 0x1_0000;
@@ -34,6 +37,10 @@ pub struct VGic {
     gicr: [Redist; MAX_CPUS],
     /// The list registers each REC returned at its last exit.
     lrs: [[u64; 16]; MAX_CPUS],
+    /// RMI 2.0: each REC's ICH_VMCR_EL2 and ICH_AP{0,1}R0_EL2 (the RECs share
+    /// the one CPU interface, and the host owns it).
+    vmcr: [u64; MAX_CPUS],
+    aprs: [(u64, u64); MAX_CPUS],
     pub injected: u64,
 }
 
@@ -59,6 +66,8 @@ impl VGic {
                 prio: [0; 32],
             }; MAX_CPUS],
             lrs: [[0; 16]; MAX_CPUS],
+            vmcr: [0; MAX_CPUS],
+            aprs: [(0, 0); MAX_CPUS],
             injected: 0,
         }
     }
@@ -208,4 +217,63 @@ impl VGic {
         }
         lrs
     }
+
+    /// RMI 2.0: loads REC `cpu`'s virtual CPU interface state and the list
+    /// registers `lrs` into the ICH registers, and enables the interface
+    /// (the RMM clears ICH_HCR_EL2.En again at REC exit).
+    pub fn hw_load(&self, cpu: usize, lrs: &[u64; 16]) {
+        for (i, lr) in lrs.iter().enumerate().take(self.nr_lrs) {
+            write_lr(i, *lr);
+        }
+        msr!("ich_vmcr_el2", self.vmcr[cpu]);
+        msr!("ich_ap0r0_el2", self.aprs[cpu].0);
+        msr!("ich_ap1r0_el2", self.aprs[cpu].1);
+        msr!("ich_hcr_el2", 1); // En
+        isb();
+    }
+
+    /// RMI 2.0: the list registers and CPU interface state REC `cpu` left in
+    /// the ICH registers at its exit.
+    pub fn hw_save(&mut self, cpu: usize) -> [u64; 16] {
+        let mut lrs = [0u64; 16];
+        for (i, lr) in lrs.iter_mut().enumerate().take(self.nr_lrs) {
+            *lr = read_lr(i);
+        }
+        self.vmcr[cpu] = mrs!("ich_vmcr_el2");
+        self.aprs[cpu] = (mrs!("ich_ap0r0_el2"), mrs!("ich_ap1r0_el2"));
+        lrs
+    }
 }
+
+/// RMI 2.0: the number of list registers (ICH_VTR_EL2.ListRegs + 1); RMI 1.0
+/// reports it in RMI_FEATURES register 0 instead.
+pub fn hw_nr_lrs() -> usize {
+    (mrs!("ich_vtr_el2") & 0x1f) as usize + 1
+}
+
+macro_rules! lr_regs {
+    ($($n:literal),*) => {
+        fn write_lr(i: usize, v: u64) {
+            match i {
+                // SAFETY: the host owns the ICH registers between REC runs
+                // (ICH_HCR_EL2.En is clear at REC exit); no memory effects.
+                $($n => unsafe {
+                    core::arch::asm!(concat!("msr ich_lr", $n, "_el2, {}"), in(reg) v, options(nomem, nostack))
+                },)*
+                _ => {}
+            }
+        }
+        fn read_lr(i: usize) -> u64 {
+            let mut v = 0u64;
+            match i {
+                // SAFETY: reading a system register has no memory effects.
+                $($n => unsafe {
+                    core::arch::asm!(concat!("mrs {}, ich_lr", $n, "_el2"), out(reg) v, options(nomem, nostack))
+                },)*
+                _ => {}
+            }
+            v
+        }
+    };
+}
+lr_regs!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
