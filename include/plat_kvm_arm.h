@@ -50,6 +50,35 @@ int ukplat_realm_ipa_width(void);
 
 #if defined(PLAT_KVM_ARM_REALM)
 /**
+ * `unsigned int ukplat_realm_rsi_revision(void)`: the RSI revision negotiated,
+ * `major << 16 | minor` (0x10000 for 1.0, 0x10001 for 1.1; 0 outside a realm).
+ */
+uint32_t ukplat_realm_rsi_revision(void);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_num_aux_planes(void)`: the realm's auxiliary planes (RSI
+ * 1.1; 0 under 1.0 or outside a realm).
+ */
+int ukplat_realm_num_aux_planes(void);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
+ * `int ukplat_realm_personalization_value(__u8 out[64])`: the Realm
+ * Personalization Value the host chose at creation (part of the attested
+ * identity), as RSI_REALM_CONFIG reported it at boot.
+ *
+ * # Safety
+ *
+ * `out` must be valid for 64 bytes of writes.
+ */
+int ukplat_realm_personalization_value(uint8_t *out);
+#endif
+
+#if defined(PLAT_KVM_ARM_REALM)
+/**
  * `int ukplat_realm_measurement_read(unsigned int index, __u8 out[64])`: RIM (0)
  * or REM 1-4.
  *

@@ -151,8 +151,8 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     if shared_bit != 0 {
         let r = st.realm;
         console::print(format_args!(
-            "plat-kvm-arm: Arm CCA realm, IPA width {}, shared bit {:#x}, RAM made RIPAS RAM in {} RSI call(s)\n",
-            r.ipa_width, r.shared_bit, r.ripas_calls
+            "plat-kvm-arm: Arm CCA realm (RSI 1.{}), IPA width {}, shared bit {:#x}, RAM made RIPAS RAM in {} RSI call(s)\n",
+            r.rsi_minor, r.ipa_width, r.shared_bit, r.ripas_calls
         ));
     }
     if st.conduit.is_none() {

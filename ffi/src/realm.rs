@@ -62,7 +62,7 @@ mod imp {
     use plat_kvm_arm::bootinfo::{self, BootInfo};
     use plat_kvm_arm::psci::Conduit;
     use plat_kvm_arm::realm;
-    use plat_kvm_arm::rsi::{self, ChangeDestroyed, RealmConfig, RsiError};
+    use plat_kvm_arm::rsi::{self, ChangeDestroyed, RealmConfig, RealmInfo, Revision, RsiError};
 
     /// Whether this image refuses to run outside a realm (Kconfig).
     const REQUIRE_REALM: bool = cfg!(feature = "realm-required");
@@ -97,8 +97,8 @@ mod imp {
             return 0;
         }
         state::update(|s| s.conduit = Some(smc));
-        match rsi::negotiate(&smc) {
-            Ok(_) => {}
+        let revision = match rsi::negotiate(&smc) {
+            Ok(n) => n.revision,
             Err(RsiError::NotARealm) => {
                 if REQUIRE_REALM {
                     fatal(format_args!(
@@ -107,29 +107,23 @@ mod imp {
                 }
                 return 0;
             }
-            // No console is known yet (its alias needs REALM_CONFIG): just stop.
-            Err(e) => fatal(format_args!("RSI version: {e}")),
-        }
-        let cfg = CONFIG.0.get();
-        if let Err(e) = rsi::realm_config(&smc, cfg as u64) {
-            fatal(format_args!("RSI_REALM_CONFIG: {e}"));
-        }
-        // SAFETY: the RMM wrote the granule; the SMC asm is not `nomem`.
-        let info = match unsafe { &*cfg }.info() {
+            Err(e) => {
+                // The console answers only at its alias, which REALM_CONFIG gives:
+                // ask for it anyway (its ID and the two fields read are the same
+                // in every revision), so that the refusal is said, not silent.
+                if let Ok(info) = config(&smc, Revision::V1_0) {
+                    learn(info, Revision::V1_0);
+                }
+                fatal(format_args!(
+                    "RSI version: {e}; this image speaks RSI 1.0 and 1.1"
+                ))
+            }
+        };
+        let info = match config(&smc, revision) {
             Ok(i) => i,
             Err(e) => fatal(format_args!("RSI_REALM_CONFIG: {e}")),
         };
-        state::update(|s| {
-            s.realm = Realm {
-                shared_bit: info.shared_bit,
-                ipa_width: info.ipa_width,
-                ripas_calls: 0,
-            }
-        });
-        // From here a fatal error can be printed: the build's UART at its alias.
-        if let Some(u) = crate::fatal::fallback_console() {
-            crate::arch::early_map_device(u.base);
-        }
+        learn(info, revision);
         // SAFETY: linker symbols; only their addresses are used.
         let bss =
             unsafe { page_range(&__bss_start as *const u8 as u64, &_end as *const u8 as u64) };
@@ -138,6 +132,31 @@ mod imp {
             Err(e) => fatal(format_args!("cannot make .bss and the boot stack RAM: {e}")),
         }
         info.shared_bit
+    }
+
+    /// RSI_REALM_CONFIG into the `.data` granule, decoded for `revision`.
+    fn config(smc: &Conduit, revision: Revision) -> Result<RealmInfo, RsiError> {
+        let cfg = CONFIG.0.get();
+        rsi::realm_config(smc, cfg as u64)?;
+        // SAFETY: the RMM wrote the granule; the SMC asm is not `nomem`.
+        unsafe { &*cfg }.info_for(revision)
+    }
+
+    /// Records the realm in the boot state and maps the build's UART at its alias,
+    /// so that a fatal error from here on is printed.
+    fn learn(info: RealmInfo, revision: Revision) {
+        state::update(|s| {
+            s.realm = Realm {
+                shared_bit: info.shared_bit,
+                ipa_width: info.ipa_width,
+                ripas_calls: 0,
+                rsi_minor: revision.minor(),
+                num_aux_planes: info.num_aux_planes,
+            }
+        });
+        if let Some(u) = crate::fatal::fallback_console() {
+            crate::arch::early_map_device(u.base);
+        }
     }
 
     /// Realm checks of the boot information and RIPAS RAM over all of RAM, before
@@ -201,6 +220,45 @@ mod imp {
     #[unsafe(no_mangle)]
     pub extern "C" fn ukplat_realm_ipa_width() -> c_int {
         state::get().realm.ipa_width as c_int
+    }
+
+    /// `unsigned int ukplat_realm_rsi_revision(void)`: the RSI revision negotiated,
+    /// `major << 16 | minor` (0x10000 for 1.0, 0x10001 for 1.1; 0 outside a realm).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn ukplat_realm_rsi_revision() -> u32 {
+        if in_realm() {
+            1 << 16 | u32::from(state::get().realm.rsi_minor)
+        } else {
+            0
+        }
+    }
+
+    /// `int ukplat_realm_num_aux_planes(void)`: the realm's auxiliary planes (RSI
+    /// 1.1; 0 under 1.0 or outside a realm).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn ukplat_realm_num_aux_planes() -> c_int {
+        state::get().realm.num_aux_planes as c_int
+    }
+
+    /// `int ukplat_realm_personalization_value(__u8 out[64])`: the Realm
+    /// Personalization Value the host chose at creation (part of the attested
+    /// identity), as RSI_REALM_CONFIG reported it at boot.
+    ///
+    /// # Safety
+    ///
+    /// `out` must be valid for 64 bytes of writes.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn ukplat_realm_personalization_value(out: *mut u8) -> c_int {
+        if !in_realm() {
+            return ENOTSUP;
+        }
+        if out.is_null() {
+            return EINVAL;
+        }
+        // SAFETY: the granule was written once at boot and is only read since;
+        // the caller vouches for 64 writable bytes.
+        unsafe { core::ptr::copy_nonoverlapping((*CONFIG.0.get()).rpv.as_ptr(), out, 64) };
+        0
     }
 
     /// `int ukplat_realm_measurement_read(unsigned int index, __u8 out[64])`: RIM (0)

@@ -57,6 +57,11 @@ pub(crate) struct Realm {
     pub(crate) ipa_width: u32,
     /// RSI calls spent on RIPAS changes at boot (for the benchmark).
     pub(crate) ripas_calls: usize,
+    /// The RSI revision negotiated is 1.`rsi_minor`.
+    pub(crate) rsi_minor: u16,
+    /// Auxiliary planes (RSI 1.1 realm configuration; 0 under 1.0).
+    #[cfg_attr(not(feature = "realm"), allow(dead_code))]
+    pub(crate) num_aux_planes: u64,
 }
 
 /// Everything the boot sequence learns that later code needs.
@@ -89,6 +94,8 @@ static STATE: BootCell<BootState> = BootCell::new(BootState {
         shared_bit: 0,
         ipa_width: 0,
         ripas_calls: 0,
+        rsi_minor: 0,
+        num_aux_planes: 0,
     },
 });
 

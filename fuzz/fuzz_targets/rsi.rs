@@ -7,7 +7,8 @@
 //! RSI_ERROR_UNKNOWN after `MAX_CALLS` calls, so a loop that does not stop on
 //! errors would hang and be reported as a timeout):
 //! - `InvalidArgument` means no call was made;
-//! - `negotiate` succeeds only on SUCCESS with 1.0 inside [lower, higher];
+//! - `negotiate` succeeds only on SUCCESS with the chosen revision (1.1, else
+//!   1.0 on a second request) inside [lower, higher];
 //!   `NotARealm` only on SMCCC NOT_SUPPORTED;
 //! - a successful RIPAS loop made one call per reply, each starting where the
 //!   last one stopped, and covered exactly the range; `Rejected` / `BadProgress`
@@ -195,9 +196,23 @@ fn check_config(g: &Granule) {
     let c = RealmConfig::from_bytes(&bytes);
     assert_eq!((c.ipa_width, c.hash_algorithm), (width, g.hash));
     assert_eq!(c.rpv, [g.fill; 64]);
+    // Under 1.1 the fill byte is also the auxiliary plane count (8 copies): more
+    // than 3 planes is refused, the rest decodes as under 1.0 plus the count.
+    let planes = u64::from_le_bytes([g.fill; 8]);
+    match c.info_for(Revision::V1_1) {
+        Ok(i) => {
+            assert!(planes <= 3 && (32..=52).contains(&width));
+            assert_eq!(i.num_aux_planes, planes);
+        }
+        Err(e) => {
+            assert!(planes > 3 || !(32..=52).contains(&width), "{e:?}");
+            assert!(matches!(e, RsiError::BadReply(_)));
+        }
+    }
     match c.info() {
         Ok(i) => {
             assert!((32..=52).contains(&width), "accepted IPA width {width}");
+            assert_eq!(i.num_aux_planes, 0);
             assert_eq!(u64::from(i.ipa_width), width);
             assert_eq!(i.shared_bit, 1 << (width - 1));
             assert_eq!(i.hash_algorithm, HashAlgorithm::from_raw(g.hash));
@@ -205,6 +220,7 @@ fn check_config(g: &Granule) {
         Err(e) => {
             assert!(!(32..=52).contains(&width), "refused IPA width {width}");
             assert!(matches!(e, RsiError::BadReply(_)));
+            assert!(c.info_for(Revision::V1_1).is_err());
         }
     }
 }
@@ -217,9 +233,13 @@ fn run(m: &Hostile<'_>, op: &Op) -> Option<RsiError> {
     let challenge = |n: u8| vec![0x5a; usize::from(n % 72)];
     let err = match op {
         Op::Negotiate => match rsi::negotiate(m) {
-            Ok(v) => {
-                assert_eq!(log()[0].2[0], 0);
-                assert!(v.lower <= Revision::V1_0 && Revision::V1_0 <= v.higher);
+            Ok(n) => {
+                // Success only on a SUCCESS reply whose range holds the revision
+                // chosen: 1.1 on the first request, else 1.0 on the second.
+                let calls = log();
+                assert_eq!(calls.last().map(|c| c.2[0]), Some(0));
+                assert!(n.rmm.lower <= n.revision && n.revision <= n.rmm.higher);
+                assert_eq!(n.revision == Revision::V1_1, calls.len() == 1);
                 None
             }
             Err(e) => Some(e),

@@ -418,10 +418,18 @@ pub struct RealmConfig {
     pub ipa_width: u64,
     /// `RsiHashAlgorithm` (u8 @0x8); see [`HashAlgorithm::from_raw`].
     pub hash_algorithm: u8,
-    reserved0: [u8; 0x200 - 0x9],
+    reserved0: [u8; 0x10 - 0x9],
+    /// RSI 1.1: number of auxiliary planes (u64 @0x10); reserved (zero) in 1.0.
+    pub num_aux_planes: u64,
+    /// RSI 1.1: the GICv3 VGIC Type Register value (u32 @0x18).
+    pub gicv3_vtr: u32,
+    reserved1: [u8; 0x20 - 0x1c],
+    /// RSI 1.1: which plane's stage 2 assigned devices use with ATS (u64 @0x20).
+    pub ats_plane: u64,
+    reserved2: [u8; 0x200 - 0x28],
     /// Realm Personalization Value (64 bytes @0x200).
     pub rpv: [u8; 64],
-    reserved1: [u8; 0x1000 - 0x240],
+    reserved3: [u8; 0x1000 - 0x240],
 }
 
 const _: () = {
@@ -429,8 +437,14 @@ const _: () = {
     assert!(core::mem::align_of::<RealmConfig>() == 0x1000);
     assert!(core::mem::offset_of!(RealmConfig, ipa_width) == 0x0);
     assert!(core::mem::offset_of!(RealmConfig, hash_algorithm) == 0x8);
+    assert!(core::mem::offset_of!(RealmConfig, num_aux_planes) == 0x10);
+    assert!(core::mem::offset_of!(RealmConfig, gicv3_vtr) == 0x18);
+    assert!(core::mem::offset_of!(RealmConfig, ats_plane) == 0x20);
     assert!(core::mem::offset_of!(RealmConfig, rpv) == 0x200);
 };
+
+/// The most auxiliary planes a realm can have (RMM 2.0: planes 1 to 3).
+pub const MAX_AUX_PLANES: u64 = 3;
 
 /// The decoded, checked contents of a [`RealmConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,6 +456,8 @@ pub struct RealmInfo {
     pub shared_bit: u64,
     /// The measurement algorithm.
     pub hash_algorithm: HashAlgorithm,
+    /// Auxiliary planes (RSI 1.1; 0 under 1.0, where the field is reserved).
+    pub num_aux_planes: u64,
 }
 
 impl RealmConfig {
@@ -451,9 +467,14 @@ impl RealmConfig {
         Self {
             ipa_width: 0,
             hash_algorithm: 0,
-            reserved0: [0; 0x200 - 0x9],
+            reserved0: [0; 0x10 - 0x9],
+            num_aux_planes: 0,
+            gicv3_vtr: 0,
+            reserved1: [0; 0x20 - 0x1c],
+            ats_plane: 0,
+            reserved2: [0; 0x200 - 0x28],
             rpv: [0; 64],
-            reserved1: [0; 0x1000 - 0x240],
+            reserved3: [0; 0x1000 - 0x240],
         }
     }
 
@@ -465,26 +486,56 @@ impl RealmConfig {
         w.copy_from_slice(&bytes[..8]);
         c.ipa_width = u64::from_le_bytes(w);
         c.hash_algorithm = bytes[8];
-        c.reserved0.copy_from_slice(&bytes[9..0x200]);
+        c.reserved0.copy_from_slice(&bytes[9..0x10]);
+        w.copy_from_slice(&bytes[0x10..0x18]);
+        c.num_aux_planes = u64::from_le_bytes(w);
+        let mut w4 = [0; 4];
+        w4.copy_from_slice(&bytes[0x18..0x1c]);
+        c.gicv3_vtr = u32::from_le_bytes(w4);
+        c.reserved1.copy_from_slice(&bytes[0x1c..0x20]);
+        w.copy_from_slice(&bytes[0x20..0x28]);
+        c.ats_plane = u64::from_le_bytes(w);
+        c.reserved2.copy_from_slice(&bytes[0x28..0x200]);
         c.rpv.copy_from_slice(&bytes[0x200..0x240]);
-        c.reserved1.copy_from_slice(&bytes[0x240..]);
+        c.reserved3.copy_from_slice(&bytes[0x240..]);
         c
     }
 
-    /// The IPA width, shared bit and hash algorithm, checked.
+    /// The IPA width, shared bit and hash algorithm, checked, as RSI 1.0 defines
+    /// the structure (the 1.1 fields are reserved there and not read).
     ///
     /// # Errors
     ///
     /// [`RsiError::BadReply`] if the IPA width is outside the range an RMM can
     /// create a realm with: a shared bit derived from it would be meaningless.
     pub fn info(&self) -> Result<RealmInfo, RsiError> {
+        self.info_for(Revision::V1_0)
+    }
+
+    /// [`info`](Self::info) for the RSI revision negotiated: from 1.1 on, also the
+    /// number of auxiliary planes (at most [`MAX_AUX_PLANES`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RsiError::BadReply`] for an IPA width outside 32..=52 or, under 1.1, more
+    /// auxiliary planes than the architecture has.
+    pub fn info_for(&self, revision: Revision) -> Result<RealmInfo, RsiError> {
         if !(MIN_IPA_WIDTH..=MAX_IPA_WIDTH).contains(&self.ipa_width) {
             return Err(RsiError::BadReply("realm IPA width outside 32..=52"));
         }
+        let num_aux_planes = if revision >= Revision::V1_1 {
+            if self.num_aux_planes > MAX_AUX_PLANES {
+                return Err(RsiError::BadReply("more than 3 auxiliary planes"));
+            }
+            self.num_aux_planes
+        } else {
+            0
+        };
         Ok(RealmInfo {
             ipa_width: self.ipa_width as u32,
             shared_bit: 1 << (self.ipa_width - 1),
             hash_algorithm: HashAlgorithm::from_raw(self.hash_algorithm),
+            num_aux_planes,
         })
     }
 }
@@ -501,6 +552,9 @@ impl fmt::Debug for RealmConfig {
         f.debug_struct("RealmConfig")
             .field("ipa_width", &self.ipa_width)
             .field("hash_algorithm", &self.hash_algorithm)
+            .field("num_aux_planes", &self.num_aux_planes)
+            .field("gicv3_vtr", &self.gicv3_vtr)
+            .field("ats_plane", &self.ats_plane)
             .field("rpv", &self.rpv)
             .finish_non_exhaustive()
     }
@@ -615,18 +669,39 @@ pub fn version<C: SmcccConduit + ?Sized>(
     Ok(VersionInfo { lower, higher })
 }
 
-/// Negotiates RSI 1.0, the only revision this module speaks: `RSI_VERSION(1.0)`.
-///
-/// TF-RMM v1.0-rel0 accepts exactly 1.0 (x1 = x2 = 1.0); `main` accepts 1.0 and 1.1
-/// (x1 = the request, x2 = 1.1). `Ok` means a realm with the v1.0 ABI.
+/// The outcome of [`negotiate`]: the revision this realm uses and what the RMM
+/// reported for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The revision in use: 1.1 if the RMM implements it, else 1.0.
+    pub revision: Revision,
+    /// The RMM's reply to the request that succeeded.
+    pub rmm: VersionInfo,
+}
+
+/// Negotiates the highest RSI revision both sides implement, as the RMM
+/// specification's RSI_VERSION flow has it: request 1.1 (the highest this module
+/// speaks: it reads the 1.1 realm configuration and uses no call that changed);
+/// if the RMM does not implement it (`RSI_ERROR_INPUT`), request 1.0. TF-RMM v0.8.0
+/// (rmm-spec 1.0-rel0) implements exactly 1.0, v0.9.0 1.0 and 1.1.
 ///
 /// # Errors
 ///
-/// As [`version`]: [`RsiError::NotARealm`] means not a realm; anything else means
-/// a realm (or something pretending to be one) the guest cannot use, and the boot
-/// must stop rather than continue as a normal VM.
-pub fn negotiate<C: SmcccConduit + ?Sized>(conduit: &C) -> Result<VersionInfo, RsiError> {
-    version(conduit, Revision::V1_0)
+/// As [`version`]: [`RsiError::NotARealm`] means not a realm;
+/// [`RsiError::Incompatible`] (with the RMM's highest revision) an RMM that
+/// implements neither 1.0 nor 1.1; anything else a realm (or something pretending to
+/// be one) the guest cannot use. In every error case the boot must stop rather than
+/// continue as a normal VM.
+pub fn negotiate<C: SmcccConduit + ?Sized>(conduit: &C) -> Result<Negotiated, RsiError> {
+    let with = |revision| move |rmm| Negotiated { revision, rmm };
+    match version(conduit, Revision::V1_1) {
+        Ok(rmm) => Ok(with(Revision::V1_1)(rmm)),
+        // Not 1.1, whatever the RMM's highest: 1.0 then.
+        Err(RsiError::Incompatible(_)) => {
+            version(conduit, Revision::V1_0).map(with(Revision::V1_0))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `RSI_FEATURES(index)`: feature register `index`. In RMM v1.0 every register
@@ -1238,9 +1313,34 @@ mod tests {
                 ipa_width: 48,
                 shared_bit: 1 << 47,
                 hash_algorithm: HashAlgorithm::Sha512,
+                num_aux_planes: 0,
             })
         );
         assert_eq!(c.rpv, [0x5a; 64]);
+    }
+
+    #[test]
+    fn realm_config_1_1_fields() {
+        let mut bytes = [0u8; 0x1000];
+        bytes[..8].copy_from_slice(&40u64.to_le_bytes());
+        bytes[0x10..0x18].copy_from_slice(&2u64.to_le_bytes());
+        bytes[0x18..0x1c].copy_from_slice(&0x9050_0004u32.to_le_bytes());
+        bytes[0x20..0x28].copy_from_slice(&1u64.to_le_bytes());
+        let c = RealmConfig::from_bytes(&bytes);
+        assert_eq!(
+            (c.num_aux_planes, c.gicv3_vtr, c.ats_plane),
+            (2, 0x9050_0004, 1)
+        );
+        // Read under 1.1 only: reserved under 1.0.
+        assert_eq!(c.info().map(|i| i.num_aux_planes), Ok(0));
+        assert_eq!(c.info_for(Revision::V1_1).map(|i| i.num_aux_planes), Ok(2));
+        let mut c = c;
+        c.num_aux_planes = MAX_AUX_PLANES + 1;
+        assert!(matches!(
+            c.info_for(Revision::V1_1),
+            Err(RsiError::BadReply(_))
+        ));
+        assert!(c.info().is_ok());
     }
 
     #[test]
@@ -1258,11 +1358,18 @@ mod tests {
 
     #[test]
     fn version_success_outside_range_is_refused() {
-        // SUCCESS but the range 1.1..=1.1 does not contain the requested 1.0.
-        let s = Script::new(&[regs(&[0, 0x1_0001, 0x1_0001])]);
+        // SUCCESS but the range 1.2..=1.2 does not contain the requested 1.1.
+        let s = Script::new(&[
+            regs(&[0, 0x1_0002, 0x1_0002]),
+            regs(&[0, 0x1_0002, 0x1_0002]),
+        ]);
         assert!(matches!(negotiate(&s), Err(RsiError::BadReply(_))));
         assert_eq!(s.calls.borrow()[0].0, fid::VERSION);
-        assert_eq!(s.calls.borrow()[0].1[0], 0x1_0000);
+        assert_eq!(s.calls.borrow()[0].1[0], 0x1_0001);
+        assert!(matches!(
+            version(&s, Revision::V1_0),
+            Err(RsiError::BadReply(_))
+        ));
     }
 
     #[test]

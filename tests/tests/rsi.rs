@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use plat_kvm_arm::psci::{SMCCC_NOT_SUPPORTED, SmcccConduit};
 use plat_kvm_arm::rsi::{
-    self, ChangeDestroyed, HashAlgorithm, RealmConfig, RealmInfo, ReturnCode, Revision, Ripas,
-    RipasRun, RsiError, StateSetReply, TokenProgress, VersionInfo, fid,
+    self, ChangeDestroyed, HashAlgorithm, Negotiated, RealmConfig, RealmInfo, ReturnCode, Revision,
+    Ripas, RipasRun, RsiError, StateSetReply, TokenProgress, VersionInfo, fid,
 };
 
 const G: u64 = 4096;
@@ -401,34 +401,36 @@ fn invalid<T: std::fmt::Debug>(r: Result<T, RsiError>) {
 
 #[test]
 fn version_rel0_negotiates_1_0() {
+    // rel0 implements exactly 1.0: the 1.1 request is refused, the 1.0 one succeeds.
     let m = MockRmm::new();
     assert_eq!(
         rsi::negotiate(&m),
-        Ok(VersionInfo {
-            lower: Revision::V1_0,
-            higher: Revision::V1_0
+        Ok(Negotiated {
+            revision: Revision::V1_0,
+            rmm: VersionInfo {
+                lower: Revision::V1_0,
+                higher: Revision::V1_0
+            }
         })
     );
     let calls = m.calls();
-    assert_eq!(calls.len(), 1);
+    assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].0, 0xc400_0190);
-    assert_eq!(calls[0].1[0], 0x1_0000);
-    assert_eq!(calls[0].1[1..], [0; 16]);
+    assert_eq!(calls[0].1[0], 0x1_0001);
+    assert_eq!(calls[1].1[0], 0x1_0000);
+    assert_eq!(calls[1].1[1..], [0; 16]);
 }
 
 #[test]
-fn version_main_reports_higher_1_1() {
+fn version_main_negotiates_1_1() {
     let mut m = MockRmm::new();
     m.version = VersionMode::Main;
+    let n = rsi::negotiate(&m).unwrap();
+    assert_eq!(n.revision, Revision::V1_1);
+    assert_eq!(n.rmm.higher, Revision::V1_1);
+    assert_eq!(m.calls().len(), 1);
     assert_eq!(
-        rsi::negotiate(&m),
-        Ok(VersionInfo {
-            lower: Revision::V1_0,
-            higher: Revision::V1_1
-        })
-    );
-    assert_eq!(
-        rsi::version(&m, Revision::V1_1).map(|v| v.lower),
+        rsi::version(&m, Revision::V1_0).map(|v| v.higher),
         Ok(Revision::V1_1)
     );
 }
@@ -438,6 +440,7 @@ fn version_not_supported_means_not_a_realm() {
     let mut m = MockRmm::new();
     m.not_a_realm = true;
     assert_eq!(rsi::negotiate(&m), Err(RsiError::NotARealm));
+    assert_eq!(m.calls().len(), 1);
     // The host build of the real conduit answers NOT_SUPPORTED as well.
     #[cfg(not(target_arch = "aarch64"))]
     assert_eq!(
@@ -448,10 +451,12 @@ fn version_not_supported_means_not_a_realm() {
 
 #[test]
 fn version_error_input_is_incompatible_with_the_higher_revision() {
+    // An RMM whose lowest revision is above 1.1: both requests refused.
     let mut m = MockRmm::new();
     m.version = VersionMode::Only2_0;
     let e = rsi::negotiate(&m).unwrap_err();
     assert_eq!(e, RsiError::Incompatible(Revision::new(2, 0).unwrap()));
+    assert_eq!(m.calls().len(), 2);
     let msg = e.to_string();
     assert!(msg.contains("2.0") && !msg.contains('\n'), "{msg}");
 
@@ -468,8 +473,8 @@ fn version_out_of_spec_answers_are_errors() {
     let cases = [
         // Something that is not an RMM and leaves zeros: 1.0 is not in 0.0..=0.0.
         ((SUCCESS, 0, 0), "BadReply"),
-        // lower above the request.
-        ((SUCCESS, V1_1, V1_1), "BadReply"),
+        // lower above the request (1.1, then 1.0).
+        ((SUCCESS, 0x1_0002, 0x1_0002), "BadReply"),
         // higher below lower.
         ((SUCCESS, V1_0, 0x0_0009), "BadReply"),
         // Reserved bits 63:31 set.
@@ -535,6 +540,7 @@ fn realm_config_fills_the_granule() {
             ipa_width: 40,
             shared_bit: 1 << 39,
             hash_algorithm: HashAlgorithm::Sha256,
+            num_aux_planes: 0,
         })
     );
     assert_eq!(c.rpv, m.rpv);

@@ -50,6 +50,9 @@ pub struct Config {
     /// Emulate TF-RMM rmm-spec-v1.0-rel0 instead of main where they differ
     /// (RSI_VERSION accepts only 1.0; REALM_CONFIG writes no 1.1 fields).
     pub rmm_rel0: bool,
+    /// Emulate TF-RMM v0.9.0 (RMM 2.0) where it differs from main: the RIM is not
+    /// extended by RMI_RTT_INIT_RIPAS and the token is a CMW collection (tag 907).
+    pub rmm_v2: bool,
     /// Realm measurement algorithm (`--measurement-algo`).
     pub algo: crate::sha512::Algo,
     pub mem_mib: u64,
@@ -114,6 +117,7 @@ impl Config {
         let mut c = Config {
             realm: false,
             rmm_rel0: false,
+            rmm_v2: false,
             algo: crate::sha512::Algo::Sha256,
             mem_mib: 64,
             cpus: 1,
@@ -142,10 +146,11 @@ impl Config {
                     }
                 }
                 "rmm" => {
-                    c.rmm_rel0 = match v {
-                        "main" => false,
-                        "rel0" => true,
-                        _ => return Err("rmm must be main or rel0"),
+                    (c.rmm_rel0, c.rmm_v2) = match v {
+                        "main" => (false, false),
+                        "rel0" => (true, false),
+                        "v2" => (false, true),
+                        _ => return Err("rmm must be main, rel0 or v2"),
                     }
                 }
                 "hash" => {

@@ -280,14 +280,20 @@ pub fn init(c: &Config, kern: u64, kern_size: u64, dtb: u64, _dtb_blob: &[u8]) {
             a += GRANULE;
         }
     };
+    // RMM 2.0 (TF-RMM v0.9.0) no longer measures RMI_RTT_INIT_RIPAS.
+    let measure_ripas = !c.rmm_v2;
     if c.ripas == InitRipas::All {
-        rim_init_ripas(c.algo, &mut st.rim, ram, ram_end, c.ipa_bits);
+        if measure_ripas {
+            rim_init_ripas(c.algo, &mut st.rim, ram, ram_end, c.ipa_bits);
+        }
         set_ram(&mut st, ram, ram_end);
     } else {
         for &(s, _, e) in &blobs {
             let e = e.min(ram_end);
             if s < e {
-                rim_init_ripas(c.algo, &mut st.rim, s, e, c.ipa_bits);
+                if measure_ripas {
+                    rim_init_ripas(c.algo, &mut st.rim, s, e, c.ipa_bits);
+                }
                 set_ram(&mut st, s, e);
             }
         }
@@ -559,7 +565,7 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
             let buf = unsafe { core::slice::from_raw_parts_mut(t.buf as *mut u8, TOKEN_BUF_SIZE) };
             let (rim, rem) = (st.rim, st.rem);
             let t = &mut st.token[v.idx];
-            t.len = crate::token::build(buf, &t.challenge, c.algo, &rim, &rem, &c.rpv);
+            t.len = crate::token::build(buf, &t.challenge, c.algo, &rim, &rem, &c.rpv, c.rmm_v2);
             out[0] = SUCCESS;
             out[1] = TOKEN_BUF_SIZE as u64;
         }

@@ -1,5 +1,6 @@
 //! The CCA attestation token the model returns through
-//! RSI_ATTESTATION_TOKEN_INIT/CONTINUE: a CBOR-tagged collection (tag 399)
+//! RSI_ATTESTATION_TOKEN_INIT/CONTINUE: a CBOR-tagged collection (tag 399; tag
+//! 907, a CMW collection, with `--rmm v2`)
 //! of a platform token and a realm token, each a COSE_Sign1 signed with
 //! ES256 (P-256, deterministic RFC 6979 nonces) by fixed TEST keys.
 //! Claim keys follow the CCA token profile (realm profile
@@ -138,6 +139,7 @@ pub fn build(
     rim: &[u8; 64],
     rem: &[[u8; 64]; 4],
     rpv: &[u8; 64],
+    cmw: bool,
 ) -> usize {
     let rak = rak();
     let mut rak_pub = [0u8; 96];
@@ -205,13 +207,19 @@ pub fn build(
     let mut plat_tok = [0u8; 768];
     let plat_len = sign1(&cpak(), &pclaims[..pc_len], &mut plat_tok);
 
+    // RMM 1.0: tag 399 over {44234: bstr, 44241: bstr}; RMM 2.0 (`cmw`): a CMW
+    // collection, tag 907, whose entries are [263 (COSE_Sign1), bstr].
     let mut c = Cbor::new(buf);
-    c.tag(399);
+    c.tag(if cmw { 907 } else { 399 });
     c.map(2);
-    c.uint(44234);
-    c.bstr(&plat_tok[..plat_len]);
-    c.uint(44241);
-    c.bstr(&realm_tok[..realm_len]);
+    for (key, tok) in [(44234, &plat_tok[..plat_len]), (44241, &realm_tok[..realm_len])] {
+        c.uint(key);
+        if cmw {
+            c.array(2);
+            c.uint(263);
+        }
+        c.bstr(tok);
+    }
     match c.done() {
         Some(n) => n,
         None => crate::fatal(format_args!("token larger than its buffer")),
