@@ -146,6 +146,76 @@ fn hex(b: &[u8], out: &mut [u8]) -> usize {
     2 * b.len()
 }
 
+/// One CBOR item head at `*pos`: (major type, argument); the argument of a
+/// definite-length item only (indefinite lengths and floats are refused).
+fn cbor_head(b: &[u8], pos: &mut usize) -> Option<(u8, u64)> {
+    let ib = *b.get(*pos)?;
+    *pos += 1;
+    let n = match ib & 0x1f {
+        v @ 0..=23 => return Some((ib >> 5, v as u64)),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let bytes = b.get(*pos..*pos + n)?;
+    *pos += n;
+    Some((
+        ib >> 5,
+        bytes.iter().fold(0u64, |a, &x| (a << 8) | x as u64),
+    ))
+}
+
+/// A byte string at `*pos`, skipped.
+fn cbor_bstr(b: &[u8], pos: &mut usize) -> bool {
+    match cbor_head(b, pos) {
+        Some((2, len)) if (len as usize) <= b.len() - *pos => {
+            *pos += len as usize;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The outer structure of a CCA attestation token: RMM 1.0 (TF-RMM v0.8.0,
+/// the model): tag 399 around {44234: bstr, 44241: bstr}; RMM 2.0 (TF-RMM
+/// v0.9.0): tag 907, a CMW collection whose two entries are [263, bstr].
+/// Both keys once each, nothing after the map.
+fn cca_token_ok(tok: &[u8]) -> bool {
+    let mut pos = 0;
+    let cmw = match cbor_head(tok, &mut pos) {
+        Some((6, 399)) => false,
+        Some((6, 907)) => true,
+        _ => return false,
+    };
+    if cbor_head(tok, &mut pos) != Some((5, 2)) {
+        return false;
+    }
+    let mut seen = [false; 2];
+    for _ in 0..2 {
+        let k = match cbor_head(tok, &mut pos) {
+            Some((0, 44234)) => 0,
+            Some((0, 44241)) => 1,
+            _ => return false,
+        };
+        if seen[k] {
+            return false;
+        }
+        seen[k] = true;
+        if cmw
+            && (cbor_head(tok, &mut pos) != Some((4, 2))
+                || cbor_head(tok, &mut pos) != Some((0, 263)))
+        {
+            return false;
+        }
+        if !cbor_bstr(tok, &mut pos) {
+            return false;
+        }
+    }
+    pos == tok.len()
+}
+
 fn words_to_bytes(w: &[u64]) -> [u8; 64] {
     let mut b = [0u8; 64];
     for (i, x) in w.iter().enumerate().take(8) {
@@ -382,8 +452,8 @@ fn realm_checks() -> ! {
     // SAFETY: the token pages were written by the RMM.
     let tok = unsafe { core::slice::from_raw_parts(tok0 as *const u8, total as usize) };
     check(
-        "token is a CCA token (CBOR tag 399)",
-        tok.len() > 3 && tok[..3] == [0xd9, 0x01, 0x8f],
+        "token is a CCA token (CBOR tag 399, or tag 907 with [263, bstr] entries)",
+        cca_token_ok(tok),
     );
     let mut line = [0u8; 128];
     for chunk in tok.chunks(64) {
