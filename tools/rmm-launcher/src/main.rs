@@ -757,7 +757,7 @@ extern "C" fn rust_main() -> ! {
         levels -= 1;
     }
     let sl = 4 - levels as u64;
-    let num_root = 1u64 << (table_bits - 9 * levels);
+    let num_root = 1u64 << table_bits.saturating_sub(9 * levels); // one partly used table (e.g. 36 bits)
     // Root RTTs: contiguous, aligned to their total size.
     let align = num_root * GRANULE;
     h.pool_next = (h.pool_next + align - 1) & !(align - 1);
