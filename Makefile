@@ -158,6 +158,7 @@ endif
 # RME_FIRMWARE; prints SKIPPED without it).
 rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img
 	cd tools/rmm-launcher && $(CARGO) build -q --release   # built even when the tests skip
+	tools/rmm-launcher/check-saved-tokens $(BUILD)/saved-tokens
 	tools/rmm-launcher/run-tests $(BUILD)
 
 # Fuzzing (fuzz/, docs/fuzzing.md): seeds from the fixtures, cargo-fuzz on the
