@@ -21,6 +21,8 @@ pub enum Misbehave {
     /// The Image is loaded at the RAM base, ignoring its header's text_offset (as
     /// `lkvm -f` does): the guest runs 1 MiB below where it was linked.
     LoadAtRamBase,
+    /// RSI_VERSION: the RMM implements only RSI 2.0 (refuses every 1.x request).
+    Rsi2Only,
 }
 
 /// Whose machine the model presents to the guest.
@@ -192,6 +194,7 @@ impl Config {
                         "dtb-overlap-image" => Misbehave::DtbOverlapImage,
                         "no-stdout-path" => Misbehave::NoStdoutPath,
                         "load-at-ram-base" => Misbehave::LoadAtRamBase,
+                        "rsi-2-only" => Misbehave::Rsi2Only,
                         _ => return Err("unknown misbehave"),
                     }
                 }

@@ -496,7 +496,17 @@ pub fn rsi_call(v: &mut VCpu) -> bool {
     let mut out = [0u64; 9];
     match fid {
         RSI_VERSION => {
-            if c.rmm_rel0 {
+            if c.misbehave == Misbehave::Rsi2Only {
+                // An RMM whose lowest revision is 2.0: every 1.x request refused.
+                const VERSION_2_0: u64 = 2 << 16;
+                out[0] = if x[1] == VERSION_2_0 {
+                    SUCCESS
+                } else {
+                    ERROR_INPUT
+                };
+                out[1] = VERSION_2_0;
+                out[2] = VERSION_2_0;
+            } else if c.rmm_rel0 {
                 // rel0: exactly 1.0; x1 = x2 = 1.0
                 out[0] = if x[1] == VERSION_1_0 {
                     SUCCESS
