@@ -116,16 +116,24 @@ pub(crate) fn early_print(args: core::fmt::Arguments<'_>) {
     if s.console_up {
         print(args);
     } else {
-        let fallback = arch::EARLY_UART
-            .filter(|_| !s.no_early_uart)
-            .map(|u| UartDesc {
-                base: u.base | s.realm.shared_bit,
-                ..u
-            });
-        if let Some(c) = s.console.or(fallback) {
+        if let Some(c) = s.console.or_else(fallback_console) {
             emergency_write(&c, s.console.is_none(), args);
         }
     }
+}
+
+/// The console used when the DTB gives none (or cannot be read): the VMM's usual
+/// UART (at its alias in a realm); none in a VMM-neutral build, or where the
+/// device tree has no device at that address.
+pub(crate) fn fallback_console() -> Option<UartDesc> {
+    let s = state::get();
+    if s.no_early_uart {
+        return None;
+    }
+    arch::EARLY_UART.map(|u| UartDesc {
+        base: u.base | s.realm.shared_bit,
+        ..u
+    })
 }
 
 /// Writes `bytes`; `None` when there is no console.

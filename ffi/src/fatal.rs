@@ -3,31 +3,18 @@
 
 use crate::state::{self, BootFlag};
 use crate::{arch, console, shutdown};
-use plat_kvm_arm::console::UartDesc;
 
 /// Set once a fatal error is being reported: a fault while printing it (say, a
 /// console the host made unreachable) then goes straight to power-off.
 #[unsafe(link_section = ".data.plat_state")]
 static IN_FATAL: BootFlag = BootFlag::new();
 
-/// The console used when the DTB gives none (or cannot be read): the VMM's usual
-/// UART (at its alias in a realm); none in a VMM-neutral build.
-pub(crate) fn fallback_console() -> Option<UartDesc> {
-    if state::get().no_early_uart {
-        return None;
-    }
-    arch::EARLY_UART.map(|u| UartDesc {
-        base: u.base | state::shared_bit(),
-        ..u
-    })
-}
-
 /// Reports a fatal boot error on the best console known and powers off.
 pub(crate) fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     if !IN_FATAL.test_and_set() {
         let desc = state::get().console;
         // With no console known and none to guess, the stop itself says it.
-        if let Some(c) = desc.or_else(fallback_console) {
+        if let Some(c) = desc.or_else(console::fallback_console) {
             console::emergency_write(
                 &c,
                 desc.is_none(),

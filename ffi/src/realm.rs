@@ -154,7 +154,7 @@ mod imp {
                 num_aux_planes: info.num_aux_planes,
             }
         });
-        if let Some(u) = crate::fatal::fallback_console() {
+        if let Some(u) = crate::console::fallback_console() {
             crate::arch::early_map_device(u.base);
         }
     }

@@ -349,20 +349,10 @@ plat_zero_range:
 2:	add	x5, x0, x3, lsl #3		/* eight blocks per iteration: .bss is */
 	cmp	x5, x1				/* large (Unikraft's: ~270 KiB) */
 	b.hi	6f
+	.rept	7
 	dc	zva, x0
 	add	x0, x0, x3
-	dc	zva, x0
-	add	x0, x0, x3
-	dc	zva, x0
-	add	x0, x0, x3
-	dc	zva, x0
-	add	x0, x0, x3
-	dc	zva, x0
-	add	x0, x0, x3
-	dc	zva, x0
-	add	x0, x0, x3
-	dc	zva, x0
-	add	x0, x0, x3
+	.endr
 	dc	zva, x0
 	mov	x0, x5
 	b	2b

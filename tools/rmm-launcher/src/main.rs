@@ -585,28 +585,12 @@ extern "C" fn rust_main() -> ! {
     );
 
     // ---- RMI version and features
-    let v = rmi::c1(rmi::VERSION, 1 << 16);
-    log!(
-        "RMI_VERSION(1.0): status {} lower {}.{} higher {}.{}",
-        v.0[0],
-        v.0[1] >> 16,
-        v.0[1] & 0xffff,
-        v.0[2] >> 16,
-        v.0[2] & 0xffff
-    );
+    let v = rmi_version(1);
     // TF-RMM v0.9.0 implements only RMI 2.0 and answers a 1.0 request with
     // ERROR_INPUT, higher = 2.0: request the highest revision offered.
     let v2 = v.0[2] >> 16 >= 2;
     if v2 {
-        let v = rmi::c1(rmi::VERSION, 2 << 16);
-        log!(
-            "RMI_VERSION(2.0): status {} lower {}.{} higher {}.{}",
-            v.0[0],
-            v.0[1] >> 16,
-            v.0[1] & 0xffff,
-            v.0[2] >> 16,
-            v.0[2] & 0xffff
-        );
+        let v = rmi_version(2);
         if !v.ok() {
             fail("RMI_VERSION 2.0", v);
         }
@@ -1381,4 +1365,19 @@ fn teardown(h: &mut Host) {
         h.n_delegated,
         errors
     );
+}
+
+/// RMI_VERSION(`major`.0), logged as the runner and run-tests read it.
+fn rmi_version(major: u64) -> rmi::Ret {
+    let v = rmi::c1(rmi::VERSION, major << 16);
+    log!(
+        "RMI_VERSION({}.0): status {} lower {}.{} higher {}.{}",
+        major,
+        v.0[0],
+        v.0[1] >> 16,
+        v.0[1] & 0xffff,
+        v.0[2] >> 16,
+        v.0[2] & 0xffff
+    );
+    v
 }
