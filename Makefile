@@ -15,7 +15,7 @@ CROSS      ?= aarch64-linux-gnu-
 HARNESS_CFLAGS := -O2 -g -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
 	-fno-pic -mstrict-align -Wall -Wextra -Werror -Iinclude -Wno-unused-function
 
-.PHONY: all test bench run setup lint feature-matrix fuzz-smoke fuzz-run fuzz-coverage host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
+.PHONY: all test bench run setup lint verify-realm verify-realm-test feature-matrix fuzz-smoke fuzz-run fuzz-coverage host-test staticlib vmm-model-test e2e-test harness header-check clean uk-test rmm-launcher-test
 
 all: staticlib
 	@echo "built target/$(TARGET)/release/libplatkvmarm.a (the platform's static library)."
@@ -29,6 +29,7 @@ staticlib:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	cd tools/verify-realm && $(CARGO) fmt -- --check && $(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p plat-kvm-arm-rs -p plat-kvm-arm-ffi --target $(TARGET) -- -D warnings
 	tests/lint/ffi-deps
@@ -91,7 +92,13 @@ FORCE:
 HARNESS_IMGS = $(foreach v,qemu qemu-test kvmtool kvmtool-realm kvmtool-realm-only any,$(BUILD)/harness-$(v)/hello.img)
 harness: $(HARNESS_IMGS)
 
-e2e-test: $(HARNESS_IMGS)
+# The attestation verifier (tools/verify-realm, its own lock file; docs/attestation.md).
+verify-realm:
+	cd tools/verify-realm && $(CARGO) build -q --release --locked
+verify-realm-test: verify-realm
+	cd tools/verify-realm && $(CARGO) test -q --release --locked
+
+e2e-test: $(HARNESS_IMGS) verify-realm
 	tests/e2e/run-qemu-tests $(BUILD)
 	tests/e2e/run-kvmtool-tests $(BUILD)
 	tests/e2e/run-realm-tests $(BUILD)
@@ -172,7 +179,7 @@ fuzz-run:
 fuzz-coverage:
 	tests/fuzz/coverage
 
-test: lint feature-matrix staticlib host-test header-check vmm-model-test e2e-test uk-test rmm-launcher-test fuzz-smoke
+test: lint feature-matrix staticlib host-test header-check vmm-model-test verify-realm-test e2e-test uk-test rmm-launcher-test fuzz-smoke
 	@echo "make test: all passed"
 
 bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img

@@ -54,7 +54,9 @@ add_backports() {
     fi
 }
 
-pkgs=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler python3 make gcc bc)
+# libssl-dev and pkg-config: tools/verify-realm (ccatoken's COSE layer uses OpenSSL).
+pkgs=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler python3 make gcc bc
+      libssl-dev pkg-config)
 if [ -n "$want_uk" ]; then pkgs+=(flex bison libclang-dev libncurses-dev); fi
 if [ -n "$want_rmm" ]; then
     pkgs+=(cmake g++-aarch64-linux-gnu python3-pyelftools libssl-dev git)

@@ -90,21 +90,20 @@ impl Report {
         }
     }
 
-    /// The table, aligned, one row per line.
+    /// The table, one row per claim: result, claim, value; a failing row shows
+    /// what was found and, on the next line, what was expected.
     pub fn table(&self) -> String {
-        let w = |f: fn(&Row) -> usize| self.rows.iter().map(f).max().unwrap_or(0);
-        let (wc, we) = (w(|r| r.claim.len()).max(5), w(|r| r.expected.len()).max(8));
-        let mut s = format!("{:<wc$}  {:<we$}  {:<4}  found\n", "claim", "expected", "");
+        let wc = self.rows.iter().map(|r| r.claim.len()).max().unwrap_or(0).max(5);
+        let mut s = format!("{:<6}{:<wc$}  value\n", "", "claim");
         for r in &self.rows {
-            let res = match r.ok {
-                Some(true) => "ok",
-                Some(false) => "FAIL",
-                None => "-",
-            };
-            s += &format!(
-                "{:<wc$}  {:<we$}  {:<4}  {}\n",
-                r.claim, r.expected, res, r.found
-            );
+            match r.ok {
+                Some(true) => s += &format!("{:<6}{:<wc$}  {}\n", "ok", r.claim, r.found),
+                None => s += &format!("{:<6}{:<wc$}  {}\n", "-", r.claim, r.found),
+                Some(false) => {
+                    s += &format!("{:<6}{:<wc$}  found    {}\n", "FAIL", r.claim, r.found);
+                    s += &format!("{:<6}{:<wc$}  expected {}\n", "", "", r.expected);
+                }
+            }
         }
         s
     }

@@ -2,25 +2,27 @@
 //! RSI_ATTESTATION_TOKEN_INIT/CONTINUE: a CBOR-tagged collection (tag 399; tag
 //! 907, a CMW collection, with `--rmm v2`)
 //! of a platform token and a realm token, each a COSE_Sign1 signed with
-//! ES256 (P-256, deterministic RFC 6979 nonces) by fixed TEST keys.
+//! ES384 (P-384, deterministic RFC 6979 nonces) by fixed TEST keys: the RMM
+//! specification's RAK is a P-384 key, and so is TF-A's QEMU platform key.
 //! Claim keys follow the CCA token profile (realm profile
 //! "tag:arm.com,2023:realm#1.0.0"). The keys are public test values: see
 //! README.md.
 
 use crate::sha256::sha256;
-use p256::ecdsa::{Signature, SigningKey, signature::Signer};
+use p384::ecdsa::{Signature, SigningKey, signature::Signer};
 
-/// Realm Attestation Key (TEST ONLY): the P-256 scalar SHA-256("vmm-model RAK").
+/// Realm Attestation Key (TEST ONLY): the P-384 scalar, the first 48 bytes of
+/// SHA-512("vmm-model RAK").
 fn rak() -> SigningKey {
     key(b"vmm-model RAK")
 }
-/// Platform attestation key (TEST ONLY): SHA-256("vmm-model CPAK").
+/// Platform attestation key (TEST ONLY): the first 48 bytes of SHA-512("vmm-model CPAK").
 fn cpak() -> SigningKey {
     key(b"vmm-model CPAK")
 }
 fn key(seed: &[u8]) -> SigningKey {
-    let s = sha256(seed);
-    match SigningKey::from_slice(&s) {
+    let s = crate::sha512::Algo::Sha512.hash(seed);
+    match SigningKey::from_slice(&s[..48]) {
         Ok(k) => k,
         Err(_) => crate::fatal(format_args!("bad test key")),
     }
@@ -89,7 +91,7 @@ impl<'a> Cbor<'a> {
     }
 }
 
-/// COSE_Key (EC2, P-256) of a signing key's public part.
+/// COSE_Key (EC2, P-384) of a signing key's public part.
 fn cose_key(k: &SigningKey, out: &mut [u8]) -> usize {
     let pt = k.verifying_key().to_encoded_point(false);
     let (x, y) = (pt.x().map(|v| &v[..]), pt.y().map(|v| &v[..]));
@@ -98,7 +100,7 @@ fn cose_key(k: &SigningKey, out: &mut [u8]) -> usize {
     c.uint(1);
     c.uint(2); // kty: EC2
     c.nint(-1);
-    c.uint(1); // crv: P-256
+    c.uint(2); // crv: P-384
     c.nint(-2);
     c.bstr(x.unwrap_or(&[]));
     c.nint(-3);
@@ -106,9 +108,9 @@ fn cose_key(k: &SigningKey, out: &mut [u8]) -> usize {
     c.done().unwrap_or(0)
 }
 
-/// Wraps `payload` into a COSE_Sign1 (tag 18) signed with ES256.
+/// Wraps `payload` into a COSE_Sign1 (tag 18) signed with ES384.
 fn sign1(k: &SigningKey, payload: &[u8], out: &mut [u8]) -> usize {
-    const PROTECTED: [u8; 3] = [0xa1, 0x01, 0x26]; // {1: -7} (alg ES256)
+    const PROTECTED: [u8; 4] = [0xa1, 0x01, 0x38, 0x22]; // {1: -35} (alg ES384)
     let mut tbs = [0u8; 2048];
     let mut c = Cbor::new(&mut tbs);
     c.array(4);
@@ -142,7 +144,7 @@ pub fn build(
     cmw: bool,
 ) -> usize {
     let rak = rak();
-    let mut rak_pub = [0u8; 96];
+    let mut rak_pub = [0u8; 128];
     let rak_pub_len = cose_key(&rak, &mut rak_pub);
 
     // Realm claims.
@@ -197,8 +199,15 @@ pub fn build(
     c.uint(0x3000);
     c.uint(2401); // hardware config
     c.bstr(&[0; 32]);
-    c.uint(2399); // software components: none
-    c.array(0);
+    c.uint(2399); // software components: the model itself, one entry (at least
+    c.array(1); // one is required)
+    c.map(3);
+    c.uint(1); // measurement type
+    c.tstr("vmm-model");
+    c.uint(2); // measurement value
+    c.bstr(&sha256(b"vmm-model"));
+    c.uint(5); // signer id
+    c.bstr(&sha256(b"vmm-model signer"));
     c.uint(2402); // platform hash algorithm
     c.tstr("sha-256");
     let Some(pc_len) = c.done() else {
