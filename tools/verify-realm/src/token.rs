@@ -98,6 +98,29 @@ pub fn split(bytes: &[u8]) -> Result<Collection, String> {
     })
 }
 
+/// Checks that `bytes` is exactly one tagged COSE_Sign1 (tag 18, `[protected:
+/// bstr, unprotected: map, payload: bstr, signature: bstr]`) and nothing more.
+/// The COSE layer under ccatoken reads the first four items of whatever array it
+/// finds; a token that is not this exact shape is refused before it gets there.
+pub fn check_sign1(bytes: &[u8]) -> Result<(), String> {
+    let mut rd = bytes;
+    let v: Value = ciborium::de::from_reader(&mut rd).map_err(|e| format!("not CBOR: {e}"))?;
+    if !rd.is_empty() {
+        return Err(format!("{} bytes follow the COSE_Sign1", rd.len()));
+    }
+    match v {
+        Value::Tag(18, inner) => match *inner {
+            Value::Array(a) => match a.as_slice() {
+                [Value::Bytes(_), Value::Map(_), Value::Bytes(_), Value::Bytes(_)] => Ok(()),
+                _ => Err("not [bstr, map, bstr, bstr]".into()),
+            },
+            _ => Err("tag 18 over something other than an array".into()),
+        },
+        Value::Tag(t, _) => Err(format!("CBOR tag {t}, want 18 (COSE_Sign1)")),
+        _ => Err("not a tagged COSE_Sign1 (tag 18)".into()),
+    }
+}
+
 fn cmw_record(rec: Vec<Value>) -> Result<Vec<u8>, String> {
     match <[Value; 2]>::try_from(rec) {
         Ok([Value::Integer(t), Value::Bytes(b)]) if u64::try_from(t) == Ok(CMW_COSE_SIGN1) => Ok(b),
@@ -130,11 +153,19 @@ pub fn read_any(data: &[u8]) -> Result<Vec<u8>, String> {
     let text = std::str::from_utf8(data).map_err(|_| "neither CBOR nor text")?;
     let text = text.replace('\r', "");
     let (mut hexs, mut b64s) = (String::new(), String::new());
+    // Only lines whose remainder is all hex (base64): a log's prose may say "token: ".
+    let b64ch = |c: char| c.is_ascii_alphanumeric() || "+/=".contains(c);
     for line in text.lines() {
         if let Some(i) = line.find("token-b64: ") {
-            b64s.push_str(line[i + 11..].trim());
+            let v = line[i + 11..].trim();
+            if !v.is_empty() && v.chars().all(b64ch) {
+                b64s.push_str(v);
+            }
         } else if let Some(i) = line.find("token: ") {
-            hexs.push_str(line[i + 7..].trim());
+            let v = line[i + 7..].trim();
+            if !v.is_empty() && v.chars().all(|c| c.is_ascii_hexdigit()) {
+                hexs.push_str(v);
+            }
         }
     }
     if !hexs.is_empty() {
@@ -247,6 +278,8 @@ mod tests {
         assert_eq!(read_any(&cbor).unwrap(), cbor);
         assert_eq!(read_any(hexs.as_bytes()).unwrap(), cbor);
         assert!(read_any(b"guest: token: zz\n").is_err());
+        let log = format!("# a token: as printed\nguest: token: {hexs}\n");
+        assert_eq!(read_any(log.as_bytes()).unwrap(), cbor);
         assert!(read_any(b"").is_err());
     }
 }

@@ -93,7 +93,13 @@ impl Report {
     /// The table, one row per claim: result, claim, value; a failing row shows
     /// what was found and, on the next line, what was expected.
     pub fn table(&self) -> String {
-        let wc = self.rows.iter().map(|r| r.claim.len()).max().unwrap_or(0).max(5);
+        let wc = self
+            .rows
+            .iter()
+            .map(|r| r.claim.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
         let mut s = format!("{:<6}{:<wc$}  value\n", "", "claim");
         for r in &self.rows {
             match r.ok {
@@ -188,6 +194,8 @@ struct Decoded {
 }
 
 fn decode(coll: &Collection) -> Result<Decoded, (&'static str, String)> {
+    token::check_sign1(&coll.platform).map_err(|e| ("platform token", e))?;
+    token::check_sign1(&coll.realm).map_err(|e| ("realm token", e))?;
     let mut ev = Evidence::new();
     ev.platform.bytes = coll.platform.clone();
     ev.platform
