@@ -157,15 +157,16 @@ uk-test:
 ifneq ($(UK_ROOT),)
 	tests/e2e/run-uk-tests $(UK_ROOT) $(BUILD)
 	tests/e2e/run-uk-uktest $(UK_ROOT) $(BUILD)
+	$(MAKE) --no-print-directory verify-realm
+	tests/e2e/run-attest-tests $(UK_ROOT) $(BUILD)
 else
 	@echo "SKIPPED: Unikraft app-helloworld tests (set UK_ROOT to a RELEASE-0.17.0 or v0.18.0 tree)"
 endif
 
 # Differential tests of realm images: machine model vs the real TF-RMM (needs
 # RME_FIRMWARE; prints SKIPPED without it).
-rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img
+rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img verify-realm
 	cd tools/rmm-launcher && $(CARGO) build -q --release   # built even when the tests skip
-	tools/rmm-launcher/check-saved-tokens $(BUILD)/saved-tokens
 	tools/rmm-launcher/run-tests $(BUILD)
 
 # Fuzzing (fuzz/, docs/fuzzing.md): seeds from the fixtures, cargo-fuzz on the
