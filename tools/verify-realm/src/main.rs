@@ -47,6 +47,10 @@ struct Args {
     /// The personalisation value as hex (zero-padded to 64 bytes).
     #[arg(long)]
     rpv_hex: Option<String>,
+    /// Platform reference values (ccatoken's JSON: `{"platform": [{"implementation-id",
+    /// "sw-components", "platform-configuration"}]}`): the platform firmware must match one.
+    #[arg(long)]
+    platform_refs: Option<PathBuf>,
     /// An expected REM, `N=HEX` (N in 0..=3); repeatable.
     #[arg(long = "rem")]
     rems: Vec<String>,
@@ -97,16 +101,19 @@ fn run(a: Args) -> Result<verify::Report, String> {
             .ok_or(format!("--rem {r}: N must be 0..=3"))?;
         rems[n] = Some(hex::decode(h).map_err(|e| format!("--rem {r}: {e}"))?);
     }
-    Ok(verify::appraise(
-        &tok,
-        &verify::Reference {
-            cpak_json,
-            challenge,
-            rim,
-            rpv,
-            rems,
-        },
-    ))
+    let platform_refs_json = match &a.platform_refs {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let reference = verify::Reference {
+        cpak_json,
+        challenge,
+        rim,
+        rpv,
+        rems,
+        platform_refs_json,
+    };
+    Ok(verify::appraise(&tok, &reference))
 }
 
 fn hex64(h: &str, what: &str, pad: bool) -> Result<Vec<u8>, String> {

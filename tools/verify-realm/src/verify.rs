@@ -11,7 +11,7 @@
 //! (the crate hashes the raw point, which RMM 1.0 does not).
 
 use crate::token::{self, Collection};
-use ccatoken::store::MemoTrustAnchorStore;
+use ccatoken::store::{MemoRefValueStore, MemoTrustAnchorStore};
 use ccatoken::token::{Evidence, Platform, Realm};
 use ciborium::Value;
 use sha2::Digest;
@@ -38,6 +38,10 @@ pub struct Reference {
     pub rpv: Vec<u8>,
     /// Expected REMs, where the user has them.
     pub rems: [Option<Vec<u8>>; 4],
+    /// Platform reference values in ccatoken's JSON form (`{"platform": [...]}`:
+    /// implementation id, software components, configuration), where the user
+    /// pins the platform firmware; appraised by ccatoken.
+    pub platform_refs_json: Option<String>,
 }
 
 /// One line of the per-claim table.
@@ -309,6 +313,14 @@ fn appraise_collection(
         hex::encode(&pc_challenge),
     );
 
+    if let Some(j) = &reference.platform_refs_json {
+        let found = match decode(coll) {
+            Err((_, e)) => e,
+            Ok(d3) => platform_appraisal(d3.ev, j),
+        };
+        rep.check("platform reference values", "matched".into(), found);
+    }
+
     rep.check(
         "challenge",
         hex::encode(&reference.challenge),
@@ -331,6 +343,32 @@ fn appraise_collection(
             Some(w) => rep.check(&format!("REM{i}"), hex::encode(w), found),
             None => rep.row(&format!("REM{i}"), "-".into(), found, None),
         }
+    }
+}
+
+/// ccatoken's platform appraisal: the implementation id looked up in the store,
+/// then the software components and configuration compared as a whole.
+fn platform_appraisal(mut ev: Evidence, refs_json: &str) -> String {
+    let mut rvs = MemoRefValueStore::new();
+    if let Err(e) = rvs.load_json(refs_json) {
+        return format!("reference values unreadable: {e}");
+    }
+    if let Err(e) = ev.appraise(&rvs) {
+        return format!("appraisal error: {e}");
+    }
+    let tv = ev.get_trust_vectors().0;
+    match (
+        tv.hardware.get(),
+        tv.executables.get(),
+        tv.configuration.get(),
+    ) {
+        (ear::claim::GENUINE_HARDWARE, ear::claim::APPROVED_BOOT, ear::claim::APPROVED_CONFIG) => {
+            "matched".into()
+        }
+        (ear::claim::UNRECOGNIZED_HARDWARE, ..) => {
+            "no reference for these software components and configuration".into()
+        }
+        _ => "no reference for this implementation id".into(),
     }
 }
 

@@ -72,6 +72,7 @@ fn reference(c: &Case) -> verify::Reference {
             v
         },
         rems: Default::default(),
+        platform_refs_json: Some(read("trust/tf-a-qemu-platform-refs.json")),
     }
 }
 
@@ -141,6 +142,23 @@ fn wrong_reference_values_fail_naming_the_claim() {
         let mut r = reference(c);
         r.rems[0] = Some(vec![0; 32]);
         fails_with(c, &tok, &r, &["REM0"]);
+
+        // Platform firmware other than the reference: one software component's
+        // measurement, or another implementation id.
+        let refs = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&read("trust/tf-a-qemu-platform-refs.json")).unwrap();
+            f(&mut v);
+            let mut r = reference(c);
+            r.platform_refs_json = Some(v.to_string());
+            r
+        };
+        let r = refs(&|v| {
+            v["platform"][0]["sw-components"][1]["measurement-value"] = "00".repeat(32).into()
+        });
+        fails_with(c, &tok, &r, &["platform reference values"]);
+        let r = refs(&|v| v["platform"][0]["implementation-id"] = "11".repeat(32).into());
+        fails_with(c, &tok, &r, &["platform reference values"]);
     }
 }
 
