@@ -70,6 +70,8 @@ pub struct Config {
     pub dump: [u8; 256],
     pub dump_len: usize,
     pub rpv: [u8; 64],
+    /// Size of the virtio-blk disk in KiB (0: no virtio device).
+    pub virtio_blk_kib: u64,
 }
 
 impl Config {
@@ -135,6 +137,7 @@ impl Config {
             dump: [0; 256],
             dump_len: 0,
             rpv: [0; 64],
+            virtio_blk_kib: 0,
         };
         let mut have_cmdline = false;
         for tok in args.split(' ').filter(|t| !t.is_empty()) {
@@ -207,6 +210,7 @@ impl Config {
                     }
                 }
                 "timeout" => c.timeout_s = parse_num(v).ok_or("bad timeout")?,
+                "vblk" => c.virtio_blk_kib = parse_num(v).ok_or("bad vblk")?,
                 "ipa" => c.ipa_bits = parse_num(v).ok_or("bad ipa")? as u32,
                 _ => return Err("unknown option"),
             }
@@ -219,6 +223,12 @@ impl Config {
         }
         if c.cpus == 0 || c.cpus > crate::MAX_CPUS {
             return Err("cpus out of range");
+        }
+        if c.virtio_blk_kib > crate::virtio::MAX_KIB || !c.virtio_blk_kib.is_multiple_of(4) {
+            return Err("vblk must be a multiple of 4 KiB, at most 16 MiB");
+        }
+        if c.virtio_blk_kib != 0 && c.profile != Profile::Kvmtool {
+            return Err("vblk needs the kvmtool profile");
         }
         if c.img_size == 0 {
             return Err("no image");

@@ -305,6 +305,18 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     w.prop_cells("reg", &[0, lo(layout::RTC_IPA), 0, 2]);
     w.end();
 
+    if cfg.virtio_blk_kib != 0 {
+        // As kvmtool's virtio/mmio.c writes a virtio-mmio node (edge-rising SPI).
+        let a = crate::virtio::MMIO_IPA;
+        let n = fmt_name(format_args!("virtio@{:x}", a));
+        w.begin(n.s());
+        w.prop_str("compatible", "virtio,mmio");
+        w.prop_cells("reg", &[0, lo(a), 0, lo(crate::virtio::MMIO_SIZE)]);
+        w.prop_empty("dma-coherent");
+        w.prop_cells("interrupts", &[0, crate::virtio::SPI, 1]);
+        w.end();
+    }
+
     w.begin("pci");
     w.prop_str("device_type", "pci");
     w.prop_cells("#address-cells", &[3]);

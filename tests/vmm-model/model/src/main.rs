@@ -20,6 +20,7 @@ mod sha256;
 mod sha512;
 mod sys;
 mod token;
+mod virtio;
 
 use config::{Config, Misbehave};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -178,6 +179,12 @@ fn boot_primary() -> ! {
     // SAFETY: single-threaded here (no other CPU is on yet).
     unsafe { *core::ptr::addr_of_mut!(CONFIG) = Some(c) };
     let c = cfg();
+    if !virtio::init(c.virtio_blk_kib, c.img_addr + c.img_size) {
+        stop(
+            status::CONFIG_ERROR,
+            format_args!("virtio-blk disk does not fit above the staged image"),
+        );
+    }
     log!(
         "{}{} machine: {} MiB RAM at {:#x}, {} vCPU(s), IPA {} bits{}",
         match c.profile {

@@ -26,7 +26,7 @@ pub fn count_psci(_realm: bool) {
 
 pub fn print_counters() {
     log!(
-        "counters: exits={} psci-calls={} rsi-calls={} empty-touches={} protected-mmio={} hvc-in-realm={} sea-injected={} unhandled-mmio={}",
+        "counters: exits={} psci-calls={} rsi-calls={} empty-touches={} protected-mmio={} hvc-in-realm={} sea-injected={} unhandled-mmio={} virtio-protected-dma={}",
         crate::EXITS.load(Ordering::Relaxed),
         PSCI_CALLS.load(Ordering::Relaxed),
         RSI_CALLS.load(Ordering::Relaxed),
@@ -35,7 +35,32 @@ pub fn print_counters() {
         HVC_CALLS.load(Ordering::Relaxed),
         SEA_INJECTED.load(Ordering::Relaxed),
         crate::devices::UNHANDLED_MMIO.load(Ordering::Relaxed),
+        crate::virtio::PROTECTED_DMA.load(Ordering::Relaxed),
     );
+    if cfg().virtio_blk_kib != 0 {
+        log!(
+            "virtio-blk: {} request(s), device {}",
+            crate::virtio::REQUESTS.load(Ordering::Relaxed),
+            crate::virtio::status_name()
+        );
+    }
+}
+
+/// Whether every granule of `[ipa, ipa + len)` is RAM whose RIPAS is EMPTY,
+/// i.e. memory the realm has given up and the host may use (for the device
+/// model's DMA through the shared alias).
+pub fn range_is_empty(ipa: u64, len: u64) -> bool {
+    let g = STATE.lock();
+    let Some(st) = g.as_ref() else { return false };
+    let mut a = ipa & !(GRANULE - 1);
+    let end = ipa.saturating_add(len.max(1));
+    while a < end {
+        if ripas_ptr(st, a).is_none() || ripas_of(st, a) != RIPAS_EMPTY {
+            return false;
+        }
+        a += GRANULE;
+    }
+    true
 }
 
 // RSI function IDs and values (smc-rsi.h).
