@@ -157,4 +157,30 @@ int ukplat_realm_mem_unshare(uint64_t addr, size_t len);
  */
 void ukplat_terminate(unsigned int request) __attribute__((noreturn));
 
+#if defined(PLAT_KVM_ARM_VIRTIO)
+/**
+ * `int ukplat_virtio_blk_selftest(uint64_t dtb, uint64_t first, uint64_t count,
+ * uint64_t flags, uint64_t out[4])`: finds the first `virtio,mmio` block device in the DTB at
+ * `dtb`, writes a pattern to `count` (1..=8) sectors from `first`, reads them
+ * back and compares. On success `out` holds the capacity in sectors, the sectors
+ * checked, the bytes bounced through the pool (0 outside a realm) and the pool
+ * pages left in use (0). Returns 0, -ENODEV (no virtio-mmio block device),
+ * -EINVAL (bad range), -EPERM (the device refused the features), -EIO (driver or
+ * device error), -ETIMEDOUT (a request never completed), -EILSEQ (data read back
+ * differs). `flags` (negative tests, 0 otherwise): 1 = no bounce (the first call
+ * decides), 2 = do not accept ACCESS_PLATFORM. Harness test hook, not Unikraft
+ * API.
+ *
+ * # Safety
+ *
+ * `out` must point at four writable `uint64_t`; no other code may use the
+ * device or the pool during the call.
+ */
+int ukplat_virtio_blk_selftest(uint64_t dtb,
+                               uint64_t first,
+                               uint64_t count,
+                               uint64_t flags,
+                               uint64_t *out);
+#endif
+
 #endif  /* PLAT_KVM_ARM_H */

@@ -200,6 +200,13 @@ fn switch_tables(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) 
     if let Err(e) = bootmap::build(&mut b, bi, image, device_alias, true) {
         fatal(format_args!("boot page tables: {e}"));
     }
+    // The virtio bounce pool at its unprotected alias (a realm only).
+    #[cfg(feature = "virtio")]
+    if let Some((s, e)) = crate::virtio::pool_alias_range(device_alias)
+        && let Err(err) = b.map(s, s, e - s, plat_kvm_arm::pagetable::MemAttr::NormalRw)
+    {
+        fatal(format_args!("boot page tables: virtio pool alias: {err}"));
+    }
     #[cfg(feature = "unikraft")]
     if let Err(e) = crate::uk017::platform::extra_maps(&mut b, bi, device_alias) {
         fatal(format_args!("boot page tables for Unikraft: {e}"));

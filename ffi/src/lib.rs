@@ -35,6 +35,8 @@ mod realm;
 mod shutdown;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod state;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio"))]
+mod virtio;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use shutdown::ukplat_terminate;

@@ -19,3 +19,5 @@ pub mod pagetable;
 pub mod psci;
 pub mod realm;
 pub mod rsi;
+#[cfg(feature = "virtio")]
+pub mod virtio;

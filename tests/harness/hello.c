@@ -203,6 +203,53 @@ static void console_reentry(const struct ukplat_bootinfo *bi)
 	out("harness: console re-entry: no fault\n");
 }
 
+#ifdef PLAT_KVM_ARM_VIRTIO
+/* "virtio-blk-test" on the command line: write a pattern to sectors 8-15 of the
+ * first virtio-mmio block device in the DTB, read it back (through the bounce
+ * pool in a realm) and print one PASS or FAIL line. Negative tests add
+ * "virtio-no-bounce" (the device gets protected addresses) or
+ * "virtio-no-access-platform". */
+static int has(const struct ukplat_bootinfo *bi, const char *key)
+{
+	const char *c = (const char *)(uintptr_t)bi->cmdline;
+	uint64_t i, k = slen(key);
+
+	for (i = 0; c && i + k <= bi->cmdline_len; i++)
+		if (!__builtin_memcmp(c + i, key, k))
+			return 1;
+	return 0;
+}
+
+static void virtio_blk_test(const struct ukplat_bootinfo *bi)
+{
+	uint64_t r[4] = { 0 }, flags = 0;
+	int rc;
+
+	if (!has(bi, "virtio-blk-test"))
+		return;
+	if (has(bi, "virtio-no-bounce"))
+		flags |= 1;
+	if (has(bi, "virtio-no-access-platform"))
+		flags |= 2;
+	rc = ukplat_virtio_blk_selftest(bi->dtb, 8, 8, flags, r);
+	if (rc) {
+		out("harness: virtio-blk FAIL rc -");
+		hex((uint64_t)-rc);
+		out("\n");
+		return;
+	}
+	out("harness: virtio-blk PASS capacity ");
+	hex(r[0]);
+	out(" sectors ");
+	hex(r[1]);
+	out(" bounced ");
+	hex(r[2]);
+	out(" pool-pages-left ");
+	hex(r[3]);
+	out("\n");
+}
+#endif
+
 void _ukplat_entry(void)
 {
 	struct ukplat_bootinfo *bi = ukplat_bootinfo_get();
@@ -234,6 +281,9 @@ void _ukplat_entry(void)
 	hex(free_bytes);
 	out("\n");
 	console_reentry(bi);
+#ifdef PLAT_KVM_ARM_VIRTIO
+	virtio_blk_test(bi);
+#endif
 #ifdef PLAT_KVM_ARM_REALM
 	realm_checks(bi);
 #endif

@@ -1,0 +1,154 @@
+//! Virtio block I/O for the conformance harness (feature `virtio`; see
+//! `docs/realm-io.md`): the bounce pool and `ukplat_virtio_blk_selftest`.
+//!
+//! The pool is a static in `.bss`. In a realm, [`pool_alias_range`] gives the
+//! boot map its unprotected alias (mapped read-write, identity of the alias), and
+//! the first use makes the granules RIPAS EMPTY; from then on the pool is used
+//! only at the alias, which is also the address the device gets. Outside a realm
+//! the pool holds the rings and buffers are handed over where they are.
+
+use crate::console;
+use crate::state;
+use core::cell::UnsafeCell;
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicBool, Ordering};
+use plat_kvm_arm::fdt::Dt;
+use plat_kvm_arm::psci::Conduit;
+use plat_kvm_arm::rsi::{self, ChangeDestroyed};
+use plat_kvm_arm::virtio::{self, BlkError, MAX_MMIO};
+
+/// Bytes of the bounce pool (Kconfig will size it in a Unikraft build).
+const POOL_BYTES: usize = 32 * 4096;
+
+#[repr(C, align(4096))]
+struct Pool(UnsafeCell<[u8; POOL_BYTES]>);
+// SAFETY: only its address is used here; its bytes are accessed through the
+// `virtio` module's pool lock, at the alias in a realm.
+unsafe impl Sync for Pool {}
+static POOL: Pool = Pool(UnsafeCell::new([0; POOL_BYTES]));
+
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// The pool's protected range `[start, end)`.
+fn pool_range() -> (u64, u64) {
+    let a = POOL.0.get() as u64;
+    (a, a + POOL_BYTES as u64)
+}
+
+/// In a realm (`shared_bit` != 0): the range the boot map must map read-write at
+/// itself, the pool's unprotected alias. `None` outside a realm.
+pub(crate) fn pool_alias_range(shared_bit: u64) -> Option<(u64, u64)> {
+    let (s, e) = pool_range();
+    (shared_bit != 0).then_some((s | shared_bit, e | shared_bit))
+}
+
+/// Shares the pool with the host (in a realm) and installs it, once; with
+/// `no_bounce`, buffers are not copied through it (negative tests).
+fn ensure_pool(no_bounce: bool) -> Result<(), c_int> {
+    if READY.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let sb = state::shared_bit();
+    let (s, e) = pool_range();
+    if sb != 0 {
+        let r = rsi::set_ripas_empty(&Conduit::Smc, s..e, ChangeDestroyed::ChangeDestroyed);
+        if let Err(err) = r {
+            console::print(format_args!(
+                "virtio: sharing the bounce pool failed: {err:?}\n"
+            ));
+            return Err(-5); // EIO
+        }
+    }
+    if virtio::init_pool(s | sb, e - s, sb != 0 && !no_bounce).is_err() {
+        return Err(-22); // EINVAL
+    }
+    READY.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Flag of [`ukplat_virtio_blk_selftest`]: hand the device the buffers' own
+/// (protected, in a realm) addresses instead of bouncing them.
+pub const VIRTIO_SELFTEST_NO_BOUNCE: u64 = 1;
+/// Flag of [`ukplat_virtio_blk_selftest`]: do not accept ACCESS_PLATFORM.
+pub const VIRTIO_SELFTEST_NO_ACCESS_PLATFORM: u64 = 2;
+
+/// `int ukplat_virtio_blk_selftest(uint64_t dtb, uint64_t first, uint64_t count,
+/// uint64_t flags, uint64_t out[4])`: finds the first `virtio,mmio` block device in the DTB at
+/// `dtb`, writes a pattern to `count` (1..=8) sectors from `first`, reads them
+/// back and compares. On success `out` holds the capacity in sectors, the sectors
+/// checked, the bytes bounced through the pool (0 outside a realm) and the pool
+/// pages left in use (0). Returns 0, -ENODEV (no virtio-mmio block device),
+/// -EINVAL (bad range), -EPERM (the device refused the features), -EIO (driver or
+/// device error), -ETIMEDOUT (a request never completed), -EILSEQ (data read back
+/// differs). `flags` (negative tests, 0 otherwise): 1 = no bounce (the first call
+/// decides), 2 = do not accept ACCESS_PLATFORM. Harness test hook, not Unikraft
+/// API.
+///
+/// # Safety
+///
+/// `out` must point at four writable `uint64_t`; no other code may use the
+/// device or the pool during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ukplat_virtio_blk_selftest(
+    dtb: u64,
+    first: u64,
+    count: u64,
+    flags: u64,
+    out: *mut u64,
+) -> c_int {
+    if out.is_null() {
+        return -22;
+    }
+    let Ok(blob) = crate::dtb::blob(dtb) else {
+        return -22;
+    };
+    let Ok(dt) = Dt::open(blob) else { return -22 };
+    let mut w = [(0, 0); MAX_MMIO];
+    let Ok(n) = virtio::find_mmio(&dt, &mut w) else {
+        return -22;
+    };
+    if let Err(e) = ensure_pool(flags & VIRTIO_SELFTEST_NO_BOUNCE != 0) {
+        return e;
+    }
+    let sb = state::shared_bit();
+    for &(base, size) in &w[..n] {
+        // SAFETY: a virtio-mmio window from the DT, mapped by the boot map (at its
+        // alias in a realm); the caller promises nobody else uses it.
+        let r = unsafe {
+            virtio::blk_selftest(
+                base | sb,
+                size,
+                first,
+                count,
+                flags & VIRTIO_SELFTEST_NO_ACCESS_PLATFORM == 0,
+            )
+        };
+        let code = match r {
+            Ok(rep) => {
+                let v = [rep.capacity, rep.sectors, rep.bounced, rep.leaked_pages];
+                for (i, x) in v.iter().enumerate() {
+                    // SAFETY: the caller vouches for four writable u64 at `out`.
+                    unsafe { out.add(i).write(*x) };
+                }
+                return 0;
+            }
+            Err(BlkError::NotBlock) => continue,
+            Err(BlkError::Range) => -22,
+            Err(BlkError::Timeout) => {
+                console::print(format_args!("virtio-blk: request not completed\n"));
+                -110
+            }
+            Err(BlkError::FeaturesRefused) => -1,
+            Err(BlkError::Mismatch(s)) => {
+                console::print(format_args!("virtio-blk: data differs at sector {s}\n"));
+                -84
+            }
+            Err(BlkError::Driver(e)) => {
+                console::print(format_args!("virtio-blk: driver error: {e:?}\n"));
+                -5
+            }
+        };
+        return code;
+    }
+    -19 // ENODEV
+}
