@@ -70,7 +70,7 @@ $(BUILD)/harness-$(1)/libplatkvmarm.a: FORCE
 		--target-dir $(BUILD)/cargo-$(1) $(if $(3),--features "$(3)")
 	cp $(BUILD)/cargo-$(1)/$(TARGET)/release/libplatkvmarm.a $$@
 $(BUILD)/harness-$(1)/hello.elf: tests/harness/hello.c tests/harness/link.ld include/uk017/plat.h include/plat_kvm_arm.h $(BUILD)/harness-$(1)/libplatkvmarm.a
-	$(CROSS)gcc $(HARNESS_CFLAGS) $(if $(findstring realm,$(3)),-DPLAT_KVM_ARM_REALM) \
+	$(CROSS)gcc $(HARNESS_CFLAGS) $(if $(findstring realm,$(3)),-DPLAT_KVM_ARM_REALM) $(if $(findstring virtio,$(3)),-DPLAT_KVM_ARM_VIRTIO) \
 		-c tests/harness/hello.c -o $(BUILD)/harness-$(1)/hello.o
 	$(CROSS)ld -nostdlib --gc-sections -T tests/harness/link.ld --defsym RAM_BASE=$(2) --defsym PLAT_PAD=$(or $(4),0) $(5) \
 		-u _libkvmplat_entry $(BUILD)/harness-$(1)/hello.o $(BUILD)/harness-$(1)/libplatkvmarm.a -o $$@
@@ -84,12 +84,14 @@ $(eval $(call harness,qemu-test,0x40000000,semihosting,0x100000))
 $(eval $(call harness,kvmtool,0x80000000,vmm-kvmtool))
 $(eval $(call harness,kvmtool-realm,0x80000000,vmm-kvmtool realm))
 $(eval $(call harness,kvmtool-realm-only,0x80000000,vmm-kvmtool realm-required))
+# With the virtio drivers and the bounce pool (docs/realm-io.md); realm-capable.
+$(eval $(call harness,kvmtool-virtio,0x80000000,vmm-kvmtool realm virtio))
 # One image for every VMM: relocatable (-pie), no fixed early UART, realm-capable.
 # Linked at QEMU's RAM base; the entry relocates it wherever else it is loaded.
 $(eval $(call harness,any,0x40000000,vmm-any realm,0,-pie --no-dynamic-linker))
 FORCE:
 
-HARNESS_IMGS = $(foreach v,qemu qemu-test kvmtool kvmtool-realm kvmtool-realm-only any,$(BUILD)/harness-$(v)/hello.img)
+HARNESS_IMGS = $(foreach v,qemu qemu-test kvmtool kvmtool-realm kvmtool-realm-only kvmtool-virtio any,$(BUILD)/harness-$(v)/hello.img)
 harness: $(HARNESS_IMGS)
 
 # The attestation verifier (tools/verify-realm, its own lock file; docs/attestation.md).
@@ -102,6 +104,7 @@ e2e-test: $(HARNESS_IMGS) verify-realm
 	tests/e2e/run-qemu-tests $(BUILD)
 	tests/e2e/run-kvmtool-tests $(BUILD)
 	tests/e2e/run-realm-tests $(BUILD)
+	tests/e2e/run-virtio-tests $(BUILD)
 
 # make run [VMM=qemu|kvmtool] [REALM=1] [MEM=MiB] [CPUS=N] [CMDLINE=...] [GIC=2|3]
 #          [UK_ROOT=/path/to/unikraft-0.17] [LKVM=/path/to/lkvm]
