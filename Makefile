@@ -86,12 +86,13 @@ $(eval $(call harness,kvmtool-realm,0x80000000,vmm-kvmtool realm))
 $(eval $(call harness,kvmtool-realm-only,0x80000000,vmm-kvmtool realm-required))
 # With the virtio drivers and the bounce pool (docs/realm-io.md); realm-capable.
 $(eval $(call harness,kvmtool-virtio,0x80000000,vmm-kvmtool realm virtio))
+$(eval $(call harness,qemu-virtio,0x40000000,virtio))
 # One image for every VMM: relocatable (-pie), no fixed early UART, realm-capable.
 # Linked at QEMU's RAM base; the entry relocates it wherever else it is loaded.
 $(eval $(call harness,any,0x40000000,vmm-any realm,0,-pie --no-dynamic-linker))
 FORCE:
 
-HARNESS_IMGS = $(foreach v,qemu qemu-test kvmtool kvmtool-realm kvmtool-realm-only kvmtool-virtio any,$(BUILD)/harness-$(v)/hello.img)
+HARNESS_IMGS = $(foreach v,qemu qemu-test kvmtool kvmtool-realm kvmtool-realm-only kvmtool-virtio qemu-virtio any,$(BUILD)/harness-$(v)/hello.img)
 harness: $(HARNESS_IMGS)
 
 # The attestation verifier (tools/verify-realm, its own lock file; docs/attestation.md).

@@ -421,8 +421,8 @@ impl<T: Transport> Transport for AccessPlatform<T> {
     }
 }
 
-/// Most virtio-mmio windows [`find_mmio`] reports.
-pub const MAX_MMIO: usize = 8;
+/// Most virtio-mmio windows [`find_mmio`] reports (QEMU virt has 32).
+pub const MAX_MMIO: usize = 32;
 
 /// The `reg` windows of enabled `compatible = "virtio,mmio"` nodes directly under
 /// the root (where QEMU virt and kvmtool put them), in tree order; unused slots

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "uk017/plat.h"
-#ifdef PLAT_KVM_ARM_REALM
+#if defined(PLAT_KVM_ARM_REALM) || defined(PLAT_KVM_ARM_VIRTIO)
 #include "plat_kvm_arm.h"
 #endif
 
