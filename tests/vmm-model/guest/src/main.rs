@@ -356,6 +356,7 @@ extern "C" fn guest_main(dtb: u64) -> ! {
         }
         "smp" => smp_test(),
         "uart-irq" => uart_irq_test(),
+        "virtio-hostile" => virtio_hostile_test(),
         "echo" => {
             say!("guest: type a line");
             let b = UART.load(Ordering::Relaxed);
@@ -590,4 +591,247 @@ fn uart_irq_test() -> ! {
     }
     say!("guest: no UART interrupt arrived");
     psci_reset()
+}
+
+// ---------------------------------------------------------------- virtio-blk
+
+const VB: u64 = 0x0300_0000; // the model's virtio-mmio window
+const VQ: u64 = 0x8200_0000; // rings and buffers: RAM well away from the image and DTB
+
+fn ram_w(addr: u64, v: u64, size: u32) {
+    // SAFETY: guest RAM the test owns (VQ..VQ + 64 KiB), plain stores.
+    unsafe {
+        match size {
+            1 => core::ptr::write_volatile(addr as *mut u8, v as u8),
+            2 => core::ptr::write_volatile(addr as *mut u16, v as u16),
+            4 => core::ptr::write_volatile(addr as *mut u32, v as u32),
+            _ => core::ptr::write_volatile(addr as *mut u64, v),
+        }
+    }
+}
+fn ram_r(addr: u64, size: u32) -> u64 {
+    // SAFETY: as `ram_w`.
+    unsafe {
+        match size {
+            1 => core::ptr::read_volatile(addr as *const u8) as u64,
+            2 => core::ptr::read_volatile(addr as *const u16) as u64,
+            _ => core::ptr::read_volatile(addr as *const u32) as u64,
+        }
+    }
+}
+
+/// Resets the device and brings it up with one queue of `num` entries:
+/// descriptors at VQ, avail at VQ + 0x1000, used at VQ + 0x2000 (all zeroed).
+fn vb_setup(num: u32) {
+    mmio_w32(VB + 0x70, 0);
+    for a in (VQ..VQ + 0x1_0000).step_by(8) {
+        ram_w(a, 0, 8);
+    }
+    mmio_w32(VB + 0x70, 3);
+    mmio_w32(VB + 0x24, 1);
+    mmio_w32(VB + 0x20, 1); // VERSION_1
+    mmio_w32(VB + 0x24, 0);
+    mmio_w32(VB + 0x20, 0);
+    mmio_w32(VB + 0x70, 3 | 8);
+    mmio_w32(VB + 0x30, 0);
+    mmio_w32(VB + 0x38, num);
+    for (reg, a) in [(0x80, VQ), (0x90, VQ + 0x1000), (0xa0, VQ + 0x2000)] {
+        mmio_w32(VB + reg, a as u32);
+        mmio_w32(VB + reg + 4, (a >> 32) as u32);
+    }
+    mmio_w32(VB + 0x44, 1);
+    mmio_w32(VB + 0x70, 3 | 8 | 4);
+}
+
+fn vb_desc(i: u64, addr: u64, len: u32, flags: u16, next: u16) {
+    let d = VQ + 16 * i;
+    ram_w(d, addr, 8);
+    ram_w(d + 8, len as u64, 4);
+    ram_w(d + 12, flags as u64, 2);
+    ram_w(d + 14, next as u64, 2);
+}
+
+/// Offers chain `head` as avail entry `slot`, sets avail idx to `idx`, notifies;
+/// returns (device status, used idx).
+fn vb_kick(slot: u64, head: u16, idx: u16) -> (u32, u64) {
+    ram_w(VQ + 0x1000 + 4 + 2 * slot, head as u64, 2);
+    ram_w(VQ + 0x1000 + 2, idx as u64, 2);
+    mmio_w32(VB + 0x50, 0);
+    (mmio_r32(VB + 0x70), ram_r(VQ + 0x2000 + 2, 2))
+}
+
+/// A request chain: header (type, sector) at VQ + 0x3000, data at `data`, status
+/// byte at VQ + 0x3100.
+fn vb_request(typ: u32, sector: u64, data: u64, len: u32, write_data: bool) {
+    ram_w(VQ + 0x3000, typ as u64, 4);
+    ram_w(VQ + 0x3004, 0, 4);
+    ram_w(VQ + 0x3008, sector, 8);
+    ram_w(VQ + 0x3100, 0xff, 1);
+    vb_desc(0, VQ + 0x3000, 16, 1, 1);
+    vb_desc(1, data, len, 1 | if write_data { 2 } else { 0 }, 2);
+    vb_desc(2, VQ + 0x3100, 1, 2, 0);
+}
+
+/// Hostile and valid requests to the model's virtio-blk: every bad value must
+/// put the device in DEVICE_NEEDS_RESET (0x40) without completing anything,
+/// and the model must carry on.
+fn virtio_hostile_test() -> ! {
+    check(
+        "virtio: magic and version 2",
+        mmio_r32(VB) == 0x7472_6976 && mmio_r32(VB + 4) == 2,
+    );
+    check("virtio: block device", mmio_r32(VB + 8) == 2);
+    check(
+        "virtio: capacity 2048 sectors",
+        mmio_r32(VB + 0x100) == 2048 && mmio_r32(VB + 0x104) == 0,
+    );
+
+    // A valid write then read of sector 5.
+    vb_setup(8);
+    let (buf, back) = (VQ + 0x4000, VQ + 0x5000);
+    for i in 0..512 {
+        ram_w(buf + i, (i * 3 + 1) & 0xff, 1);
+    }
+    vb_request(1, 5, buf, 512, false);
+    let (st, used) = vb_kick(0, 0, 1);
+    check(
+        "virtio: write completes",
+        st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 0,
+    );
+    vb_request(0, 5, back, 512, true);
+    let (st, used) = vb_kick(1, 0, 2);
+    let same = (0..512).all(|i| ram_r(back + i, 1) == (i * 3 + 1) & 0xff);
+    check(
+        "virtio: read back what was written",
+        st & 0x40 == 0 && used == 2 && same,
+    );
+    check(
+        "virtio: used element = head 0, 513 bytes written",
+        ram_r(VQ + 0x2000 + 4 + 8, 4) == 0 && ram_r(VQ + 0x2000 + 8 + 8, 4) == 513,
+    );
+
+    // A sector beyond the disk: completes with IOERR, the device stays up.
+    vb_setup(8);
+    vb_request(0, 2047, back, 1024, true);
+    let (st, used) = vb_kick(0, 0, 1);
+    check(
+        "virtio: out-of-range sector gives IOERR",
+        st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 1,
+    );
+
+    let hostile = |what: &str, num: u32, setup: &dyn Fn(), head: u16, idx: u16| {
+        vb_setup(num);
+        setup();
+        let (st, used) = vb_kick(0, head, idx);
+        check(what, st & 0x40 != 0 && used == 0);
+    };
+    let ok_chain = || vb_request(0, 0, VQ + 0x4000, 512, true);
+    hostile("virtio: head index beyond the queue", 8, &ok_chain, 100, 1);
+    hostile(
+        "virtio: avail index moved by more than the queue",
+        8,
+        &ok_chain,
+        0,
+        100,
+    );
+    hostile("virtio: queue size not a power of two", 3, &ok_chain, 0, 1);
+    hostile(
+        "virtio: queue size above QueueNumMax",
+        1024,
+        &ok_chain,
+        0,
+        1,
+    );
+    hostile(
+        "virtio: buffer outside guest RAM",
+        8,
+        &|| vb_request(0, 0, 0x1000, 512, true),
+        0,
+        1,
+    );
+    hostile(
+        "virtio: buffer running past the end of RAM",
+        8,
+        &|| vb_request(0, 0, 0x8400_0000 - 256, 512, true),
+        0,
+        1,
+    );
+    hostile(
+        "virtio: length that wraps the address space",
+        8,
+        &|| vb_request(0, 0, VQ + 0x4000, u32::MAX, true),
+        0,
+        1,
+    );
+    hostile(
+        "virtio: descriptor chain that loops",
+        8,
+        &|| {
+            ok_chain();
+            vb_desc(2, VQ + 0x3100, 1, 2 | 1, 0);
+        },
+        0,
+        1,
+    );
+    hostile(
+        "virtio: next index beyond the queue",
+        8,
+        &|| {
+            ok_chain();
+            vb_desc(1, VQ + 0x4000, 512, 2 | 1, 9);
+        },
+        0,
+        1,
+    );
+    hostile(
+        "virtio: indirect descriptor (not negotiated)",
+        8,
+        &|| {
+            ok_chain();
+            vb_desc(0, VQ + 0x3000, 16, 4, 0);
+        },
+        0,
+        1,
+    );
+    hostile(
+        "virtio: rings outside guest RAM",
+        8,
+        &|| {
+            mmio_w32(VB + 0x70, 0);
+            mmio_w32(VB + 0x70, 3);
+            mmio_w32(VB + 0x24, 1);
+            mmio_w32(VB + 0x20, 1);
+            mmio_w32(VB + 0x70, 3 | 8);
+            mmio_w32(VB + 0x38, 8);
+            mmio_w32(VB + 0x90, 0x10);
+            mmio_w32(VB + 0x94, 0);
+            mmio_w32(VB + 0x44, 1);
+            mmio_w32(VB + 0x70, 3 | 8 | 4);
+        },
+        0,
+        1,
+    );
+    // Without VERSION_1 the device refuses FEATURES_OK and runs nothing.
+    vb_setup(8);
+    mmio_w32(VB + 0x70, 0);
+    mmio_w32(VB + 0x70, 3 | 8);
+    let refused = mmio_r32(VB + 0x70) & 8 == 0;
+    mmio_w32(VB + 0x38, 8);
+    mmio_w32(VB + 0x44, 1);
+    mmio_w32(VB + 0x70, 3 | 8 | 4);
+    ok_chain();
+    let (_, used) = vb_kick(0, 0, 1);
+    check(
+        "virtio: features refused, nothing processed",
+        refused && used == 0,
+    );
+    // After a reset the device works again.
+    vb_setup(8);
+    vb_request(0, 5, back, 512, true);
+    let (st, used) = vb_kick(0, 0, 1);
+    check(
+        "virtio: works again after reset",
+        st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 0,
+    );
+    finish()
 }

@@ -281,7 +281,12 @@ fn wr(addr: u64, data: &[u8]) -> Result<(), Bad> {
 }
 
 fn process(b: &mut Blk) {
-    if b.status & S_DRIVER_OK == 0 || b.status & S_NEEDS_RESET != 0 || !b.ready {
+    // Nothing runs before the features were accepted (FEATURES_OK kept).
+    if b.status & S_DRIVER_OK == 0
+        || b.status & S_FEATURES_OK == 0
+        || b.status & S_NEEDS_RESET != 0
+        || !b.ready
+    {
         return;
     }
     if b.queue_num == 0 || b.queue_num > QUEUE_MAX || !b.queue_num.is_power_of_two() {
