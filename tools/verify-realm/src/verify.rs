@@ -255,22 +255,8 @@ fn appraise_collection(
             return;
         }
     };
-    let pc_challenge = d.ev.platform_claims.challenge.clone();
-    let rc = (
-        d.ev.realm_claims.rak_hash_alg.clone(),
-        d.ev.realm_claims.challenge,
-        d.ev.realm_claims.hash_alg.clone(),
-        d.ev.realm_claims.rim.clone(),
-        d.ev.realm_claims.perso,
-        d.ev.realm_claims.rem.clone(),
-    );
-    let (rak_hash_alg, r_challenge, hash_alg, rim, perso, rems) = rc;
-    rep.row(
-        "instance id",
-        "-".into(),
-        hex::encode(d.ev.platform_claims.inst_id),
-        None,
-    );
+    let (pc, rc) = (&d.ev.platform_claims, &d.ev.realm_claims);
+    rep.row("instance id", "-".into(), hex::encode(pc.inst_id), None);
     rep.check(
         "platform profile",
         PLATFORM_PROFILE.into(),
@@ -282,21 +268,22 @@ fn appraise_collection(
         d.realm_profile.clone(),
     );
 
-    // Platform signature with the CPAK the store has for this instance.
-    let (rak_claim, mut ev) = (d.rak_claim, d.ev);
-    let psig = match ev.verify(tas) {
-        Err(e) => format!("verifier error: {e}"),
-        Ok(()) => match ev.get_trust_vectors().0.instance_identity.get() {
-            ear::claim::TRUSTWORTHY_INSTANCE => "verified".into(),
-            ear::claim::UNRECOGNIZED_INSTANCE => "no trust anchor for this instance id".into(),
-            ear::claim::CRYPTO_VALIDATION_FAILED => "signature does not verify".into(),
-            v => format!("trust claim {v}"),
+    // Each signature on evidence of its own: the crate keeps the key it was given.
+    let psig = match decode(coll) {
+        Err((_, e)) => e,
+        Ok(mut d2) => match d2.ev.verify(tas) {
+            Err(e) => format!("verifier error: {e}"),
+            Ok(()) => match d2.ev.get_trust_vectors().0.instance_identity.get() {
+                ear::claim::TRUSTWORTHY_INSTANCE => "verified".into(),
+                ear::claim::UNRECOGNIZED_INSTANCE => "no trust anchor for this instance id".into(),
+                ear::claim::CRYPTO_VALIDATION_FAILED => "signature does not verify".into(),
+                v => format!("trust claim {v}"),
+            },
         },
     };
     rep.check("platform signature (CPAK)", "verified".into(), psig);
 
-    // Realm signature with the RAK the realm token carries (fresh evidence: the
-    // crate keeps the key it was given).
+    // Realm signature with the RAK the realm token carries.
     let rsig = match decode(coll) {
         Err((_, e)) => e,
         Ok(mut d2) => match d2.ev.verify_realm_token() {
@@ -306,11 +293,11 @@ fn appraise_collection(
     };
     rep.check("realm signature (RAK)", "verified".into(), rsig);
 
-    let rak_hash = hash(&rak_hash_alg, &rak_claim);
+    let rak_hash = hash(&rc.rak_hash_alg, &d.rak_claim);
     rep.check(
         "binding (platform challenge = H(RAK))",
-        rak_hash.map_or_else(|| format!("unknown hash {rak_hash_alg}"), hex::encode),
-        hex::encode(&pc_challenge),
+        rak_hash.map_or_else(|| format!("unknown hash {}", rc.rak_hash_alg), hex::encode),
+        hex::encode(&pc.challenge),
     );
 
     if let Some(j) = &reference.platform_refs_json {
@@ -324,21 +311,21 @@ fn appraise_collection(
     rep.check(
         "challenge",
         hex::encode(&reference.challenge),
-        hex::encode(r_challenge),
+        hex::encode(rc.challenge),
     );
     rep.check(
         "measurement hash algorithm",
         reference.rim.0.clone(),
-        hash_alg,
+        rc.hash_alg.clone(),
     );
-    rep.check("RIM", hex::encode(&reference.rim.1), hex::encode(&rim));
+    rep.check("RIM", hex::encode(&reference.rim.1), hex::encode(&rc.rim));
     rep.check(
         "personalisation value",
         hex::encode(&reference.rpv),
-        hex::encode(perso),
+        hex::encode(rc.perso),
     );
     for (i, want) in reference.rems.iter().enumerate() {
-        let found = hex::encode(&rems[i]);
+        let found = hex::encode(&rc.rem[i]);
         match want {
             Some(w) => rep.check(&format!("REM{i}"), hex::encode(w), found),
             None => rep.row(&format!("REM{i}"), "-".into(), found, None),
