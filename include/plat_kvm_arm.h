@@ -165,7 +165,7 @@ void ukplat_terminate(unsigned int request) __attribute__((noreturn));
  * back and compares. On success `out` holds the capacity in sectors, the sectors
  * checked, the bytes bounced through the pool (0 outside a realm) and the pool
  * pages left in use (0). Returns 0, -ENODEV (no virtio-mmio block device),
- * -EINVAL (bad range), -EPERM (the device refused the features), -EIO (driver or
+ * -EINVAL (bad range), -ENOMEM (the bounce pool is full), -EPERM (the device refused the features), -EIO (driver or
  * device error), -ETIMEDOUT (a request never completed), -EILSEQ (data read back
  * differs). `flags` (negative tests, 0 otherwise): 1 = no bounce (the first call
  * decides), 2 = do not accept ACCESS_PLATFORM. Harness test hook, not Unikraft

@@ -78,7 +78,7 @@ pub const VIRTIO_SELFTEST_NO_ACCESS_PLATFORM: u64 = 2;
 /// back and compares. On success `out` holds the capacity in sectors, the sectors
 /// checked, the bytes bounced through the pool (0 outside a realm) and the pool
 /// pages left in use (0). Returns 0, -ENODEV (no virtio-mmio block device),
-/// -EINVAL (bad range), -EPERM (the device refused the features), -EIO (driver or
+/// -EINVAL (bad range), -ENOMEM (the bounce pool is full), -EPERM (the device refused the features), -EIO (driver or
 /// device error), -ETIMEDOUT (a request never completed), -EILSEQ (data read back
 /// differs). `flags` (negative tests, 0 otherwise): 1 = no bounce (the first call
 /// decides), 2 = do not accept ACCESS_PLATFORM. Harness test hook, not Unikraft
@@ -139,6 +139,10 @@ pub unsafe extern "C" fn ukplat_virtio_blk_selftest(
                 -110
             }
             Err(BlkError::FeaturesRefused) => -1,
+            Err(BlkError::NoMemory) => {
+                console::print(format_args!("virtio-blk: bounce pool exhausted\n"));
+                -12
+            }
             Err(BlkError::Mismatch(s)) => {
                 console::print(format_args!("virtio-blk: data differs at sector {s}\n"));
                 -84

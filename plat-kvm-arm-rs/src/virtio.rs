@@ -170,18 +170,25 @@ pub fn pages_for(len: usize) -> usize {
     len.div_ceil(PAGE).max(1)
 }
 
+/// Most bounce slots one [`reserve`] call sets aside (a block request needs 3:
+/// header, data, status).
+pub const MAX_RESERVED: usize = 4;
+
 struct Global {
     pool: BouncePool,
     /// Copy buffers through the pool (a realm) or hand out their own address.
     bounce: bool,
     /// Bytes copied into and out of the pool by `share`/`unshare`.
     copied: u64,
+    /// Slots [`reserve`] allocated for the next `share` calls: (address, pages).
+    reserved: [(u64, usize); MAX_RESERVED],
 }
 
 static POOL: Mutex<Global> = Mutex::new(Global {
     pool: BouncePool::EMPTY,
     bounce: false,
     copied: 0,
+    reserved: [(0, 0); MAX_RESERVED],
 });
 
 /// Installs the pool [`PoolHal`] allocates from: `len` bytes at `addr`, which must
@@ -199,8 +206,59 @@ pub fn init_pool(addr: u64, len: u64, bounce: bool) -> Result<(), PoolError> {
         pool,
         bounce,
         copied: 0,
+        reserved: [(0, 0); MAX_RESERVED],
     };
     Ok(())
+}
+
+/// Sets aside one bounce slot per length in `lens` for the `share` calls of the
+/// next request, so that a pool that runs out is an error the driver returns to
+/// its caller before anything reaches the device (`Hal::share` cannot fail).
+/// Without bouncing it reserves nothing. Release what `share` did not take with
+/// [`release_reserved`].
+///
+/// # Errors
+///
+/// [`PoolError::Exhausted`] (nothing stays reserved then), also for more than
+/// [`MAX_RESERVED`] lengths or slots still reserved from an earlier call.
+pub fn reserve(lens: &[usize]) -> Result<(), PoolError> {
+    let mut g = POOL.lock();
+    if !g.bounce {
+        return Ok(());
+    }
+    if lens.len() > MAX_RESERVED || g.reserved.iter().any(|r| r.1 != 0) {
+        return Err(PoolError::Exhausted);
+    }
+    for (i, &len) in lens.iter().enumerate() {
+        let n = pages_for(len);
+        match g.pool.alloc(n) {
+            Ok(a) => g.reserved[i] = (a, n),
+            Err(e) => {
+                drop(g);
+                release_reserved();
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Frees the slots [`reserve`] set aside that no `share` took.
+pub fn release_reserved() {
+    let mut g = POOL.lock();
+    for i in 0..MAX_RESERVED {
+        let (a, n) = core::mem::take(&mut g.reserved[i]);
+        if n != 0 {
+            // Ours, allocated by `reserve`: cannot be refused.
+            let _ = g.pool.free(a, n);
+        }
+    }
+}
+
+/// Pool pages free now (not in use, not reserved).
+pub fn free_pages() -> usize {
+    let g = POOL.lock();
+    g.pool.pages() - g.pool.used_pages()
 }
 
 /// Pool statistics: pages in use, pages managed, bytes bounced so far.
@@ -219,17 +277,18 @@ pub struct PoolHal;
 // buffer's length.
 unsafe impl Hal for PoolHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let a = match POOL.lock().pool.alloc(pages) {
-            Ok(a) => a,
-            Err(e) => panic!("virtio: DMA pool exhausted ({pages} pages): {e:?}"),
+        // A physical address of 0 is `virtio-drivers`' failure value: `Dma::new`
+        // returns `Error::DmaError` and the device is not set up.
+        let Ok(a) = POOL.lock().pool.alloc(pages) else {
+            return (0, NonNull::dangling());
+        };
+        let Some(p) = NonNull::new(a as *mut u8) else {
+            return (0, NonNull::dangling());
         };
         // SAFETY: `a` is `pages` fresh pool pages, mapped read-write (init_pool's
         // contract) and owned by this allocation.
         unsafe { core::ptr::write_bytes(a as *mut u8, 0, pages * PAGE) };
-        match NonNull::new(a as *mut u8) {
-            Some(p) => (a, p),
-            None => panic!("virtio: DMA pool at address 0"),
-        }
+        (a, p)
     }
 
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
@@ -255,9 +314,16 @@ unsafe impl Hal for PoolHal {
             return buffer.cast::<u8>().as_ptr() as u64;
         }
         let n = pages_for(len);
-        let a = match g.pool.alloc(n) {
-            Ok(a) => a,
-            Err(e) => panic!("virtio: bounce pool exhausted ({len} bytes): {e:?}"),
+        // A slot `reserve` set aside for this request, else a fresh one. Drivers
+        // reserve first (a full pool is then their caller's error); a share that
+        // finds neither is a driver bug, and handing the device any other address
+        // would expose or corrupt memory, so it stops the guest.
+        let a = match g.reserved.iter().position(|r| r.1 == n) {
+            Some(i) => core::mem::take(&mut g.reserved[i]).0,
+            None => match g.pool.alloc(n) {
+                Ok(a) => a,
+                Err(e) => panic!("virtio: share of {len} bytes without a reserved slot: {e:?}"),
+            },
         };
         let dst = a as *mut u8;
         if direction == BufferDirection::DeviceToDriver {
@@ -502,6 +568,8 @@ pub enum BlkError {
     /// The device did not complete a request within the polling budget (a device
     /// that stopped, e.g. after refusing a DMA address).
     Timeout,
+    /// The bounce pool has no room for the request (or for the rings).
+    NoMemory,
 }
 
 /// Polls of the used ring [`blk_selftest`] spends per request before
@@ -531,25 +599,30 @@ fn rw<T: Transport>(
     let mut req = BlkReq::default();
     let mut resp = BlkResp::default();
     let e = BlkError::Driver;
+    reserve(&[size_of::<BlkReq>(), buf.len(), size_of::<BlkResp>()])
+        .map_err(|_| BlkError::NoMemory)?;
     // SAFETY: `req`, `buf` and `resp` outlive the request: it is completed (or
     // the function fails and the device is reset when `blk` is dropped) before
     // they go out of scope.
+    let t = unsafe {
+        if write {
+            blk.write_blocks_nb(sector as usize, &mut req, buf, &mut resp)
+        } else {
+            blk.read_blocks_nb(sector as usize, &mut req, buf, &mut resp)
+        }
+    };
+    release_reserved();
+    let t = t.map_err(e)?;
+    wait_used(blk, t)?;
+    // SAFETY: the same buffers as the submission, which the device has finished.
     unsafe {
         if write {
-            let t = blk
-                .write_blocks_nb(sector as usize, &mut req, buf, &mut resp)
-                .map_err(e)?;
-            wait_used(blk, t)?;
             blk.complete_write_blocks(t, &req, buf, &mut resp)
-                .map_err(e)
         } else {
-            let t = blk
-                .read_blocks_nb(sector as usize, &mut req, buf, &mut resp)
-                .map_err(e)?;
-            wait_used(blk, t)?;
-            blk.complete_read_blocks(t, &req, buf, &mut resp).map_err(e)
+            blk.complete_read_blocks(t, &req, buf, &mut resp)
         }
     }
+    .map_err(e)
 }
 
 /// Most sectors [`blk_selftest`] writes in one request (the stack buffer).
@@ -601,7 +674,10 @@ pub unsafe fn blk_selftest(
     if take_features_refused() {
         return Err(BlkError::FeaturesRefused);
     }
-    let mut blk = blk.map_err(BlkError::Driver)?;
+    let mut blk = blk.map_err(|e| match e {
+        virtio_drivers::Error::DmaError => BlkError::NoMemory,
+        e => BlkError::Driver(e),
+    })?;
     let capacity = blk.capacity();
     if first.checked_add(count).is_none_or(|e| e > capacity) {
         return Err(BlkError::Range);
@@ -714,6 +790,7 @@ mod tests {
     fn hal_bounces_and_bounds_copies() {
         use std::boxed::Box;
         use std::vec;
+        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         #[repr(C, align(4096))]
         struct Region([u8; 8 * PAGE]);
         let region: Box<Region> = Box::new(Region([0xee; 8 * PAGE]));
@@ -776,6 +853,72 @@ mod tests {
         // SAFETY: as above.
         unsafe { PoolHal::unshare(d, nn(&mut out), BufferDirection::Both) };
         assert_eq!(pool_stats(), (0, 8, 0));
+    }
+
+    /// The global pool is shared by the tests that install one.
+    static HAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn hal_full_pool_is_an_error_not_a_panic() {
+        use std::boxed::Box;
+        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        #[repr(C, align(4096))]
+        struct Region([u8; 4 * PAGE]);
+        let region: Box<Region> = Box::new(Region([0; 4 * PAGE]));
+        let base = region.0.as_ptr() as u64;
+        init_pool(base, (4 * PAGE) as u64, true).unwrap();
+
+        // Rings: a full pool gives virtio-drivers' failure value (paddr 0), which
+        // its `Dma::new` (hal.rs, private) turns into `Error::DmaError`.
+        let (pa, va) = PoolHal::dma_alloc(3, BufferDirection::Both);
+        assert_eq!(pa, base);
+        assert_eq!(PoolHal::dma_alloc(2, BufferDirection::Both).0, 0);
+        assert_eq!(free_pages(), 1);
+
+        // A request of three buffers does not fit in one free page: refused
+        // whole, nothing stays reserved.
+        assert_eq!(reserve(&[16, 512, 1]), Err(PoolError::Exhausted));
+        assert_eq!(free_pages(), 1);
+        // One buffer fits; `share` takes the reserved slot, not a fresh page.
+        reserve(&[100]).unwrap();
+        assert_eq!(free_pages(), 0);
+        assert_eq!(reserve(&[1]), Err(PoolError::Exhausted), "still reserved");
+        let mut out = [9u8; 100];
+        // SAFETY: `out` is a valid buffer used by nobody else.
+        let d =
+            unsafe { PoolHal::share(NonNull::from(&mut out[..]), BufferDirection::DriverToDevice) };
+        assert_eq!(d, base + 3 * PAGE as u64);
+        assert_eq!(region.0[3 * PAGE], 9);
+        // SAFETY: `d` came from `share` of this buffer.
+        unsafe {
+            PoolHal::unshare(
+                d,
+                NonNull::from(&mut out[..]),
+                BufferDirection::DriverToDevice,
+            )
+        };
+        assert_eq!(free_pages(), 1);
+        // An unused reservation is given back.
+        reserve(&[4096]).unwrap();
+        assert_eq!(free_pages(), 0);
+        release_reserved();
+        assert_eq!(free_pages(), 1);
+        assert_eq!(
+            reserve(&[1, 1, 1, 1, 1]),
+            Err(PoolError::Exhausted),
+            "too many"
+        );
+        // SAFETY: the ring allocation above.
+        assert_eq!(unsafe { PoolHal::dma_dealloc(pa, va, 3) }, 0);
+        assert_eq!(free_pages(), 4);
+        reserve(&[16, 8192, 1]).unwrap();
+        assert_eq!(free_pages(), 0);
+        release_reserved();
+
+        // Without bouncing nothing is reserved (buffers are not copied).
+        init_pool(base, (4 * PAGE) as u64, false).unwrap();
+        reserve(&[16, 1 << 20, 1]).unwrap();
+        assert_eq!(free_pages(), 4);
     }
 
     #[test]
