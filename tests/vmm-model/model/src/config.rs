@@ -72,6 +72,8 @@ pub struct Config {
     pub rpv: [u8; 64],
     /// Size of the virtio-blk disk in KiB (0: no virtio device).
     pub virtio_blk_kib: u64,
+    /// The virtio-net device, and how it misbehaves (None: no device).
+    pub virtio_net: Option<crate::virtio_net::Hostile>,
 }
 
 impl Config {
@@ -138,6 +140,7 @@ impl Config {
             dump_len: 0,
             rpv: [0; 64],
             virtio_blk_kib: 0,
+            virtio_net: None,
         };
         let mut have_cmdline = false;
         for tok in args.split(' ').filter(|t| !t.is_empty()) {
@@ -211,6 +214,15 @@ impl Config {
                 }
                 "timeout" => c.timeout_s = parse_num(v).ok_or("bad timeout")?,
                 "vblk" => c.virtio_blk_kib = parse_num(v).ok_or("bad vblk")?,
+                "vnet" => {
+                    use crate::virtio_net::Hostile;
+                    c.virtio_net = Some(match v {
+                        "on" => Hostile::None,
+                        "len" => Hostile::Len,
+                        "id" => Hostile::Id,
+                        _ => return Err("unknown vnet"),
+                    })
+                }
                 "ipa" => c.ipa_bits = parse_num(v).ok_or("bad ipa")? as u32,
                 _ => return Err("unknown option"),
             }
@@ -229,6 +241,9 @@ impl Config {
         }
         if c.virtio_blk_kib != 0 && c.profile != Profile::Kvmtool {
             return Err("vblk needs the kvmtool profile");
+        }
+        if c.virtio_net.is_some() && c.profile != Profile::Kvmtool {
+            return Err("vnet needs the kvmtool profile");
         }
         if c.img_size == 0 {
             return Err("no image");

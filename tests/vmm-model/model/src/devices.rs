@@ -196,6 +196,9 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
     if crate::virtio::claims(addr) {
         return crate::virtio::mmio_read(addr, size);
     }
+    if crate::virtio_net::claims(addr) {
+        return crate::virtio_net::mmio_read(addr, size);
+    }
     let mut d = DEV.lock();
     let (ub, count) = crate::cfg().uarts();
     if addr >= ub && addr < ub + count * 0x1000 && addr & 0xfff < 8 {
@@ -227,6 +230,9 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
 pub fn mmio_write(addr: u64, size: u64, val: u64) {
     if crate::virtio::claims(addr) {
         return crate::virtio::mmio_write(addr, size, val);
+    }
+    if crate::virtio_net::claims(addr) {
+        return crate::virtio_net::mmio_write(addr, size, val);
     }
     let mut d = DEV.lock();
     let (ub, count) = crate::cfg().uarts();

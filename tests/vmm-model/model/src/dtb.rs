@@ -316,6 +316,17 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
         w.prop_cells("interrupts", &[0, crate::virtio::SPI, 1]);
         w.end();
     }
+    if cfg.virtio_net.is_some() {
+        // kvmtool gives each virtio-mmio device the next window and SPI.
+        let a = crate::virtio_net::mmio_ipa();
+        let n = fmt_name(format_args!("virtio@{:x}", a));
+        w.begin(n.s());
+        w.prop_str("compatible", "virtio,mmio");
+        w.prop_cells("reg", &[0, lo(a), 0, lo(crate::virtio_net::MMIO_SIZE)]);
+        w.prop_empty("dma-coherent");
+        w.prop_cells("interrupts", &[0, crate::virtio_net::spi(), 1]);
+        w.end();
+    }
 
     w.begin("pci");
     w.prop_str("device_type", "pci");

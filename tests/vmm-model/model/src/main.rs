@@ -21,6 +21,7 @@ mod sha512;
 mod sys;
 mod token;
 mod virtio;
+mod virtio_net;
 
 use config::{Config, Misbehave};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};

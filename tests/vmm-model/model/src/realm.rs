@@ -44,6 +44,16 @@ pub fn print_counters() {
             crate::virtio::status_name()
         );
     }
+    if cfg().virtio_net.is_some() {
+        let (tx, rx, dropped, st) = crate::virtio_net::summary();
+        log!(
+            "virtio-net: {} frame(s) sent, {} reply(ies) received, {} dropped, device {}",
+            tx,
+            rx,
+            dropped,
+            st
+        );
+    }
 }
 
 /// Whether every granule of `[ipa, ipa + len)` is RAM whose RIPAS is EMPTY,

@@ -221,7 +221,10 @@ pub fn build(
     let mut c = Cbor::new(buf);
     c.tag(if cmw { 907 } else { 399 });
     c.map(2);
-    for (key, tok) in [(44234, &plat_tok[..plat_len]), (44241, &realm_tok[..realm_len])] {
+    for (key, tok) in [
+        (44234, &plat_tok[..plat_len]),
+        (44241, &realm_tok[..realm_len]),
+    ] {
         c.uint(key);
         if cmw {
             c.array(2);

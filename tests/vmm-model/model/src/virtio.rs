@@ -230,10 +230,15 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
 }
 
 /// Why a request could not be served: the device stops (NEEDS_RESET).
-struct Bad;
+pub(crate) struct Bad;
 
-/// Translates a guest DMA address range to model memory, or refuses it.
 fn dma(addr: u64, len: u64) -> Result<u64, Bad> {
+    dma_for("virtio-blk", addr, len)
+}
+
+/// Translates a guest DMA address range to model memory for device `dev` (the
+/// name its log lines carry), or refuses it (counting protected accesses).
+pub(crate) fn dma_for(dev: &str, addr: u64, len: u64) -> Result<u64, Bad> {
     let c = crate::cfg();
     let sb = c.shared_bit();
     let ipa = addr & !sb;
@@ -244,7 +249,8 @@ fn dma(addr: u64, len: u64) -> Result<u64, Bad> {
     }
     if ipa < ram || end > ram + c.mem_bytes() {
         log!(
-            "virtio-blk: DMA to {:#x}+{:#x} outside guest RAM: device needs reset",
+            "{}: DMA to {:#x}+{:#x} outside guest RAM: device needs reset",
+            dev,
             addr,
             len
         );
@@ -254,7 +260,8 @@ fn dma(addr: u64, len: u64) -> Result<u64, Bad> {
         let n = PROTECTED_DMA.fetch_add(1, Ordering::Relaxed);
         if n < 8 {
             log!(
-                "virtio-blk: DMA to protected realm memory at {:#x}+{:#x} refused",
+                "{}: DMA to protected realm memory at {:#x}+{:#x} refused",
+                dev,
                 addr,
                 len
             );
