@@ -45,13 +45,15 @@ pub fn print_counters() {
         );
     }
     if cfg().virtio_net.is_some() {
-        let (tx, rx, dropped, st) = crate::virtio_net::summary();
+        let (tx, rx, dropped, mmio, notifies, st) = crate::virtio_net::summary();
         log!(
-            "virtio-net: {} frame(s) sent, {} reply(ies) received, {} dropped, device {}",
+            "virtio-net: {} frame(s) sent, {} reply(ies) received, {} dropped, device {}, {} MMIO exit(s) ({} notify)",
             tx,
             rx,
             dropped,
-            st
+            st,
+            mmio,
+            notifies
         );
     }
 }

@@ -44,6 +44,10 @@ pub const UDP_ECHO_PORT: u16 = 7;
 pub static TX: AtomicU64 = AtomicU64::new(0);
 pub static RX: AtomicU64 = AtomicU64::new(0);
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Guest accesses to the window (each one a VM exit), and queue notifications
+/// among them.
+pub static MMIO: AtomicU64 = AtomicU64::new(0);
+pub static NOTIFIES: AtomicU64 = AtomicU64::new(0);
 
 const F_MAC: u64 = 1 << 5;
 const F_STATUS: u64 = 1 << 16;
@@ -154,6 +158,7 @@ pub fn claims(addr: u64) -> bool {
 }
 
 pub fn mmio_read(addr: u64, size: u64) -> u64 {
+    MMIO.fetch_add(1, Ordering::Relaxed);
     let n = NET.lock();
     let off = addr - mmio_ipa();
     if off >= 0x100 {
@@ -194,6 +199,7 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
 }
 
 pub fn mmio_write(addr: u64, size: u64, val: u64) {
+    MMIO.fetch_add(1, Ordering::Relaxed);
     let mut n = NET.lock();
     let off = addr - mmio_ipa();
     if off >= 0x100 || size != 4 {
@@ -210,7 +216,10 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
         },
         0x024 => n.drv_feat_sel = v,
         0x030 => n.queue_sel = v,
-        0x050 if v < 2 => process(&mut n),
+        0x050 if v < 2 => {
+            NOTIFIES.fetch_add(1, Ordering::Relaxed);
+            process(&mut n)
+        }
         0x064 => n.isr &= !v,
         0x070 => {
             if v == 0 {
@@ -601,7 +610,7 @@ fn respond(f: &[u8], out: &mut [u8; FRAME_MAX]) -> Option<usize> {
 }
 
 /// The device's state and counts, for the log line printed at exit.
-pub fn summary() -> (u64, u64, u64, &'static str) {
+pub fn summary() -> (u64, u64, u64, u64, u64, &'static str) {
     let s = NET.lock().status;
     let st = if s & S_NEEDS_RESET != 0 {
         "needs-reset"
@@ -616,6 +625,8 @@ pub fn summary() -> (u64, u64, u64, &'static str) {
         TX.load(Ordering::Relaxed),
         RX.load(Ordering::Relaxed),
         DROPPED.load(Ordering::Relaxed),
+        MMIO.load(Ordering::Relaxed),
+        NOTIFIES.load(Ordering::Relaxed),
         st,
     )
 }
