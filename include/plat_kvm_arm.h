@@ -183,4 +183,34 @@ int ukplat_virtio_blk_selftest(uint64_t dtb,
                                uint64_t *out);
 #endif
 
+#if defined(PLAT_KVM_ARM_VIRTIO)
+/**
+ * `int ukplat_virtio_net_selftest(uint64_t dtb, uint32_t guest_ip, uint32_t
+ * gw_ip, uint32_t udp_port, uint64_t flags, uint64_t out[6])`: through the first
+ * `virtio,mmio` network device in the DTB at `dtb`, asks the gateway `gw_ip` for
+ * its MAC (ARP), pings it (ICMP echo) and sends a UDP datagram to its echo port
+ * `udp_port`, from `guest_ip` (addresses in network order packed as
+ * `a << 24 | b << 16 | c << 8 | d`), checking each reply. On success `out` holds
+ * the device's MAC, the gateway's MAC (48-bit values), frames sent, frames
+ * received, bytes bounced through the pool (0 outside a realm) and pool pages
+ * left in use (0). Returns 0, -ENODEV (no virtio-mmio network device), -EINVAL
+ * (bad arguments), -EPERM (the device refused the features), -ENOMEM (the
+ * bounce pool has no room), -EIO (driver error), -EPROTO (the device reported a used id or length that cannot be: one
+ * console line says which), -ETIMEDOUT (no reply), -EILSEQ (a reply differs from
+ * the expected one). `flags` as for `ukplat_virtio_blk_selftest`. Harness test
+ * hook, not Unikraft API.
+ *
+ * # Safety
+ *
+ * `out` must point at six writable `uint64_t`; no other code may use the device
+ * or the pool during the call.
+ */
+int ukplat_virtio_net_selftest(uint64_t dtb,
+                               uint32_t guest_ip,
+                               uint32_t gw_ip,
+                               uint32_t udp_port,
+                               uint64_t flags,
+                               uint64_t *out);
+#endif
+
 #endif  /* PLAT_KVM_ARM_H */

@@ -37,6 +37,8 @@ mod shutdown;
 mod state;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio"))]
 mod virtio;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio"))]
+mod virtio_net;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use shutdown::ukplat_terminate;

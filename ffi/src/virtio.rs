@@ -44,7 +44,7 @@ pub(crate) fn pool_alias_range(shared_bit: u64) -> Option<(u64, u64)> {
 
 /// Shares the pool with the host (in a realm) and installs it, once; with
 /// `no_bounce`, buffers are not copied through it (negative tests).
-fn ensure_pool(no_bounce: bool) -> Result<(), c_int> {
+pub(crate) fn ensure_pool(no_bounce: bool) -> Result<(), c_int> {
     if READY.load(Ordering::Acquire) {
         return Ok(());
     }

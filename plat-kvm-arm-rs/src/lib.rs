@@ -21,3 +21,5 @@ pub mod realm;
 pub mod rsi;
 #[cfg(feature = "virtio")]
 pub mod virtio;
+#[cfg(feature = "virtio")]
+pub mod virtio_net;

@@ -248,6 +248,61 @@ static void virtio_blk_test(const struct ukplat_bootinfo *bi)
 	hex(r[3]);
 	out("\n");
 }
+
+/* The decimal number after `key` on the command line, or `dflt`. */
+static uint64_t num_after(const struct ukplat_bootinfo *bi, const char *key, uint64_t dflt)
+{
+	const char *c = (const char *)(uintptr_t)bi->cmdline;
+	uint64_t i, j, k = slen(key), v;
+
+	for (i = 0; c && i + k <= bi->cmdline_len; i++) {
+		if (__builtin_memcmp(c + i, key, k))
+			continue;
+		for (v = 0, j = i + k; j < bi->cmdline_len && c[j] >= '0' && c[j] <= '9' && v < 100000; j++)
+			v = v * 10 + (uint64_t)(c[j] - '0');
+		return j > i + k ? v : dflt;
+	}
+	return dflt;
+}
+
+/* "virtio-net-test": ARP, ICMP echo and UDP echo with the gateway through the
+ * first virtio-mmio network device. Addresses are kvmtool's user-mode network
+ * (192.168.33.15, gateway .1), or QEMU's with "virtio-net-slirp" (10.0.2.15,
+ * gateway 10.0.2.2); the gateway's UDP echo port is 7 or "virtio-net-port=N".
+ * Negative tests add the same options as the block test. */
+static void virtio_net_test(const struct ukplat_bootinfo *bi)
+{
+	uint64_t r[6] = { 0 }, flags = 0;
+	uint32_t me = 0xc0a8210f, gw = 0xc0a82101;
+	int rc, i;
+	static const char *const what[6] = { " mac ", " gateway-mac ", " sent ",
+		" received ", " bounced ", " pool-pages-left " };
+
+	if (!has(bi, "virtio-net-test"))
+		return;
+	if (has(bi, "virtio-net-slirp")) {
+		me = 0x0a00020f;
+		gw = 0x0a000202;
+	}
+	if (has(bi, "virtio-no-bounce"))
+		flags |= 1;
+	if (has(bi, "virtio-no-access-platform"))
+		flags |= 2;
+	rc = ukplat_virtio_net_selftest(bi->dtb, me, gw,
+					(uint32_t)num_after(bi, "virtio-net-port=", 7), flags, r);
+	if (rc) {
+		out("harness: virtio-net FAIL rc -");
+		hex((uint64_t)-rc);
+		out("\n");
+		return;
+	}
+	out("harness: virtio-net PASS");
+	for (i = 0; i < 6; i++) {
+		out(what[i]);
+		hex(r[i]);
+	}
+	out("\n");
+}
 #endif
 
 void _ukplat_entry(void)
@@ -283,6 +338,7 @@ void _ukplat_entry(void)
 	console_reentry(bi);
 #ifdef PLAT_KVM_ARM_VIRTIO
 	virtio_blk_test(bi);
+	virtio_net_test(bi);
 #endif
 #ifdef PLAT_KVM_ARM_REALM
 	realm_checks(bi);
