@@ -106,6 +106,7 @@ e2e-test: $(HARNESS_IMGS) verify-realm
 	tests/e2e/run-kvmtool-tests $(BUILD)
 	tests/e2e/run-realm-tests $(BUILD)
 	tests/e2e/run-virtio-tests $(BUILD)
+	tests/e2e/run-virtio-net-tests $(BUILD)
 
 # make run [VMM=qemu|kvmtool] [REALM=1] [MEM=MiB] [CPUS=N] [CMDLINE=...] [GIC=2|3]
 #          [UK_ROOT=/path/to/unikraft-0.17] [LKVM=/path/to/lkvm]
