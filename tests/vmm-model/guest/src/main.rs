@@ -357,6 +357,7 @@ extern "C" fn guest_main(dtb: u64) -> ! {
         "smp" => smp_test(),
         "uart-irq" => uart_irq_test(),
         "virtio-hostile" => virtio_hostile_test(),
+        "virtio-net-hostile" => virtio_net_hostile_test(),
         "echo" => {
             say!("guest: type a line");
             let b = UART.load(Ordering::Relaxed);
@@ -832,6 +833,198 @@ fn virtio_hostile_test() -> ! {
     check(
         "virtio: works again after reset",
         st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 0,
+    );
+    finish()
+}
+
+// ---------------------------------------------------------------- virtio-net
+
+/// The model's virtio-net window when it is the only virtio device.
+const VN: u64 = 0x0300_0000;
+/// Queue `q`'s rings: descriptors, avail, used (q0 receive, q1 transmit).
+fn vn_ring(q: u64) -> (u64, u64, u64) {
+    let b = VQ + 0x4000 * q;
+    (b, b + 0x1000, b + 0x2000)
+}
+const VN_TX: u64 = VQ + 0x8000;
+const VN_RX: u64 = VQ + 0x9000;
+
+/// Resets the device and brings it up with both queues of 8 entries.
+fn vn_setup() {
+    mmio_w32(VN + 0x70, 0);
+    for a in (VQ..VQ + 0x1_0000).step_by(8) {
+        ram_w(a, 0, 8);
+    }
+    mmio_w32(VN + 0x70, 3);
+    mmio_w32(VN + 0x24, 1);
+    mmio_w32(VN + 0x20, 1); // VERSION_1
+    mmio_w32(VN + 0x24, 0);
+    mmio_w32(VN + 0x20, 1 << 5); // MAC
+    mmio_w32(VN + 0x70, 3 | 8);
+    for q in 0..2 {
+        let (d, a, u) = vn_ring(q);
+        mmio_w32(VN + 0x30, q as u32);
+        mmio_w32(VN + 0x38, 8);
+        for (reg, x) in [(0x80, d), (0x90, a), (0xa0, u)] {
+            mmio_w32(VN + reg, x as u32);
+            mmio_w32(VN + reg + 4, (x >> 32) as u32);
+        }
+        mmio_w32(VN + 0x44, 1);
+    }
+    mmio_w32(VN + 0x70, 3 | 8 | 4);
+}
+
+fn vn_desc(q: u64, i: u64, addr: u64, len: u32, flags: u16, next: u16) {
+    let d = vn_ring(q).0 + 16 * i;
+    ram_w(d, addr, 8);
+    ram_w(d + 8, len as u64, 4);
+    ram_w(d + 12, flags as u64, 2);
+    ram_w(d + 14, next as u64, 2);
+}
+
+/// Offers `head` on queue `q` at avail slot 0 with avail idx `idx`, notifies;
+/// returns (device status, used idx of q).
+fn vn_kick(q: u64, head: u16, idx: u16) -> (u32, u64) {
+    let (_, a, u) = vn_ring(q);
+    ram_w(a + 4, head as u64, 2);
+    ram_w(a + 2, idx as u64, 2);
+    mmio_w32(VN + 0x50, q as u32);
+    (mmio_r32(VN + 0x70), ram_r(u + 2, 2))
+}
+
+/// An ARP request for the gateway 192.168.33.1 behind a zero virtio_net_hdr, in
+/// the transmit buffer; returns its length (12 + 42).
+fn vn_arp() -> u32 {
+    let f: [u8; 42] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0x15, 0x15, 0x15, 0x15, 0x15, 8, 6, 0, 1, 8, 0, 6,
+        4, 0, 1, 2, 0x15, 0x15, 0x15, 0x15, 0x15, 192, 168, 33, 15, 0, 0, 0, 0, 0, 0, 192, 168, 33,
+        1,
+    ];
+    for i in 0..12 {
+        ram_w(VN_TX + i, 0, 1);
+    }
+    for (i, b) in f.iter().enumerate() {
+        ram_w(VN_TX + 12 + i as u64, *b as u64, 1);
+    }
+    54
+}
+
+/// Hostile and valid use of the model's virtio-net: every bad value must put the
+/// device in DEVICE_NEEDS_RESET without completing the bad chain, and the model
+/// must carry on.
+fn virtio_net_hostile_test() -> ! {
+    check(
+        "virtio-net: magic, version 2, network card",
+        mmio_r32(VN) == 0x7472_6976 && mmio_r32(VN + 4) == 2 && mmio_r32(VN + 8) == 1,
+    );
+    check(
+        "virtio-net: MAC 02:15:15:15:15:15 in config space",
+        mmio_r32(VN + 0x100) == 0x1515_1502 && mmio_r32(VN + 0x104) & 0xffff == 0x1515,
+    );
+
+    // Valid: a receive buffer, then an ARP request; the reply lands in it.
+    vn_setup();
+    vn_desc(0, 0, VN_RX, 2048, 2, 0);
+    let (st, rxu) = vn_kick(0, 0, 1);
+    check(
+        "virtio-net: receive buffer posted, nothing yet",
+        st & 0x40 == 0 && rxu == 0,
+    );
+    vn_desc(1, 0, VN_TX, vn_arp(), 0, 0);
+    let (st, txu) = vn_kick(1, 0, 1);
+    let rx_used = vn_ring(0).2;
+    let reply_ok = ram_r(rx_used + 2, 2) == 1
+        && ram_r(rx_used + 8, 4) == 54
+        && ram_r(VN_RX + 12 + 12, 2) == 0x0608 // ethertype 0x0806
+        && ram_r(VN_RX + 12 + 20, 2) == 0x0200 // op 2
+        && ram_r(VN_RX + 12 + 22, 4) == 0x0101_0102; // sender MAC 02:01:01:01..
+    check(
+        "virtio-net: ARP request sent, gateway's reply received (54 bytes)",
+        st & 0x40 == 0 && txu == 1 && reply_ok,
+    );
+
+    let hostile = |what: &str, q: u64, setup: &dyn Fn(), head: u16, idx: u16| {
+        vn_setup();
+        setup();
+        let (st, used) = vn_kick(q, head, idx);
+        check(what, st & 0x40 != 0 && used == 0);
+    };
+    let arp = || vn_desc(1, 0, VN_TX, vn_arp(), 0, 0);
+    hostile("virtio-net: transmit head beyond the queue", 1, &arp, 50, 1);
+    hostile("virtio-net: transmit avail index jumps", 1, &arp, 0, 40);
+    hostile(
+        "virtio-net: device-writable transmit buffer",
+        1,
+        &|| vn_desc(1, 0, VN_TX, vn_arp(), 2, 0),
+        0,
+        1,
+    );
+    hostile(
+        "virtio-net: transmit chain longer than a frame",
+        1,
+        &|| vn_desc(1, 0, VN_TX, 12 + 1515, 0, 0),
+        0,
+        1,
+    );
+    hostile(
+        "virtio-net: transmit chain shorter than the header",
+        1,
+        &|| vn_desc(1, 0, VN_TX, 4, 0, 0),
+        0,
+        1,
+    );
+    hostile(
+        "virtio-net: transmit buffer outside guest RAM",
+        1,
+        &|| vn_desc(1, 0, 0x1000, 54, 0, 0),
+        0,
+        1,
+    );
+    hostile(
+        "virtio-net: transmit chain that loops",
+        1,
+        &|| {
+            vn_arp();
+            vn_desc(1, 0, VN_TX, 12, 1, 1);
+            vn_desc(1, 1, VN_TX + 12, 42, 1, 0);
+        },
+        0,
+        1,
+    );
+    // A reply waiting for a receive buffer that cannot hold it, or is read-only:
+    // the transmit completes, the receive never does.
+    for (what, len, flags) in [
+        ("virtio-net: receive buffer too small for the reply", 40, 2),
+        ("virtio-net: read-only receive buffer", 2048, 0),
+    ] {
+        vn_setup();
+        arp();
+        let (_, txu) = vn_kick(1, 0, 1);
+        vn_desc(0, 0, VN_RX, len, flags, 0);
+        let (st, rxu) = vn_kick(0, 0, 1);
+        check(what, txu == 1 && st & 0x40 != 0 && rxu == 0);
+    }
+    // A datagram not for the gateway's echo port is dropped, the device stays up.
+    vn_setup();
+    vn_desc(0, 0, VN_RX, 2048, 2, 0);
+    vn_kick(0, 0, 1);
+    vn_arp();
+    ram_w(VN_TX + 12 + 41, 99, 1); // ARP for 192.168.33.99: nobody answers
+    vn_desc(1, 0, VN_TX, 54, 0, 0);
+    let (st, txu) = vn_kick(1, 0, 1);
+    check(
+        "virtio-net: ARP for another address: sent, no reply",
+        st & 0x40 == 0 && txu == 1 && ram_r(rx_used + 2, 2) == 0,
+    );
+    // After a reset the device works again.
+    vn_setup();
+    vn_desc(0, 0, VN_RX, 2048, 2, 0);
+    vn_kick(0, 0, 1);
+    arp();
+    let (st, txu) = vn_kick(1, 0, 1);
+    check(
+        "virtio-net: works again after reset",
+        st & 0x40 == 0 && txu == 1 && ram_r(rx_used + 2, 2) == 1,
     );
     finish()
 }
