@@ -27,6 +27,48 @@ int ukplat_cink(char *buf, unsigned int maxlen);
  */
 int ukplat_suspend(void);
 
+/**
+ * `int platrs_vblk_probe(uint64_t dtb, uint64_t info[3])`: starts the first
+ * virtio-mmio block device in the DTB at `dtb` (once; later calls report the
+ * same device) and fills `info` with its capacity in sectors, the largest
+ * request in sectors, and 1 if it is read-only. Returns 0, -ENODEV (none),
+ * -EINVAL (bad DTB), -ENOMEM (the bounce pool cannot hold the rings), -EPERM
+ * (the device refused the features), -EIO.
+ *
+ * # Safety
+ *
+ * `info` must point at three writable `uint64_t`.
+ */
+int platrs_vblk_probe(uint64_t dtb, uint64_t *info);
+
+/**
+ * `int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf,
+ * void *cookie)`: queues a read (write) of `count` sectors from `sector` into
+ * (from) `buf`. Returns how many more requests fit now (>= 0), or -EINVAL (bad
+ * request), -ENOSPC (queue full), -EAGAIN (bounce pool full until requests in
+ * flight complete), -ENOMEM (the pool cannot hold it), -EIO, -ENODEV (no
+ * device probed).
+ *
+ * # Safety
+ *
+ * `buf` must be valid for `count * 512` bytes and left alone until
+ * [`platrs_vblk_poll`] returns `cookie`; outside a realm it must be
+ * identity-mapped (Unikraft without paging).
+ */
+int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf, void *cookie);
+
+/**
+ * `int platrs_vblk_poll(void **cookie, int *result)`: 1 when a request
+ * completed (its cookie and 0 or a negative errno stored), 0 when none is
+ * ready, -EIO when the device returned an id not in flight (the device is then
+ * given up), -ENODEV without a device.
+ *
+ * # Safety
+ *
+ * `cookie` and `result` must be writable.
+ */
+int platrs_vblk_poll(void **cookie, int *result);
+
 #if defined(PLAT_KVM_ARM_REALM)
 /**
  * `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.

@@ -21,6 +21,8 @@ use uk018 as abi;
 // checks it): the arch layer and the boot state are leaves, `boot` is the root.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod arch;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio-blk"))]
+mod blkdev;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod boot;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

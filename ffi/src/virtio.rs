@@ -17,8 +17,33 @@ use plat_kvm_arm::psci::Conduit;
 use plat_kvm_arm::rsi::{self, ChangeDestroyed};
 use plat_kvm_arm::virtio::{self, BlkError, MAX_MMIO};
 
-/// Bytes of the bounce pool (Kconfig will size it in a Unikraft build).
-const POOL_BYTES: usize = 32 * 4096;
+/// Bytes of the bounce pool: Kconfig `PLATRS_VIRTIO_POOL_KB` in a Unikraft build
+/// (Makefile.uk passes it as `PLAT_VIRTIO_POOL_KB`), 128 KiB otherwise.
+const POOL_BYTES: usize = match option_env!("PLAT_VIRTIO_POOL_KB") {
+    Some(v) => pool_bytes(v),
+    None => 128 * 1024,
+};
+
+/// `kib` KiB, refused at build time unless a whole number of pages the pool's
+/// bitmap can manage (16 KiB to 1 MiB).
+const fn pool_bytes(kib: &str) -> usize {
+    let b = kib.as_bytes();
+    let mut i = 0;
+    let mut n = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "PLAT_VIRTIO_POOL_KB is not a number");
+        n = n * 10 + (b[i] - b'0') as usize;
+        i += 1;
+    }
+    let bytes = n * 1024;
+    assert!(
+        bytes.is_multiple_of(virtio::PAGE)
+            && bytes >= 4 * virtio::PAGE
+            && bytes <= virtio::MAX_POOL_PAGES * virtio::PAGE,
+        "PLAT_VIRTIO_POOL_KB: a multiple of 4 between 16 and 1024"
+    );
+    bytes
+}
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[u8; POOL_BYTES]>);

@@ -23,3 +23,5 @@ pub mod rsi;
 pub mod virtio;
 #[cfg(feature = "virtio")]
 pub mod virtio_net;
+#[cfg(feature = "virtio")]
+pub mod virtio_blkdev;

@@ -255,6 +255,11 @@ pub fn release_reserved() {
     }
 }
 
+/// Whether `share` copies buffers through the pool (a realm).
+pub fn bouncing() -> bool {
+    POOL.lock().bounce
+}
+
 /// Pool pages free now (not in use, not reserved).
 pub fn free_pages() -> usize {
     let g = POOL.lock();

@@ -1,0 +1,156 @@
+//! The virtio-blk driver behind Unikraft's `uk_blkdev` (feature `virtio-blk`,
+//! Kconfig `PLATRS_VIRTIO_BLK`): `uk-glue/blkdev.c` registers the device with
+//! lib/ukblkdev and calls these three functions; the queue itself is
+//! `plat_kvm_arm::virtio_blkdev` (see `docs/realm-io.md`).
+//!
+//! One device (the first virtio-mmio block device in the DTB), one queue,
+//! polled: Unikraft's `finish_reqs` completes what the device has finished.
+
+use crate::console;
+use crate::state;
+use crate::virtio::ensure_pool;
+use core::ffi::{c_int, c_void};
+use core::ptr::NonNull;
+use plat_kvm_arm::fdt::Dt;
+use plat_kvm_arm::virtio::{self, AccessPlatform, MAX_MMIO};
+use plat_kvm_arm::virtio_blkdev::BlkQueue;
+use spin::Mutex;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+
+type Queue = BlkQueue<AccessPlatform<MmioTransport<'static>>>;
+
+/// The device, once probed. A static: the device holds the addresses of the
+/// queue's request headers (see `virtio_blkdev`).
+static DEV: Mutex<Option<Queue>> = Mutex::new(None);
+
+/// `int platrs_vblk_probe(uint64_t dtb, uint64_t info[3])`: starts the first
+/// virtio-mmio block device in the DTB at `dtb` (once; later calls report the
+/// same device) and fills `info` with its capacity in sectors, the largest
+/// request in sectors, and 1 if it is read-only. Returns 0, -ENODEV (none),
+/// -EINVAL (bad DTB), -ENOMEM (the bounce pool cannot hold the rings), -EPERM
+/// (the device refused the features), -EIO.
+///
+/// # Safety
+///
+/// `info` must point at three writable `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vblk_probe(dtb: u64, info: *mut u64) -> c_int {
+    if info.is_null() {
+        return -22;
+    }
+    let mut dev = DEV.lock();
+    if dev.is_none() {
+        match probe(dtb) {
+            Ok(q) => *dev = Some(q),
+            Err(e) => return e,
+        }
+    }
+    let Some(q) = dev.as_ref() else { return -5 };
+    let v = [q.capacity(), q.max_sectors(), u64::from(q.readonly())];
+    for (i, x) in v.iter().enumerate() {
+        // SAFETY: the caller vouches for three writable u64 at `info`.
+        unsafe { info.add(i).write(*x) };
+    }
+    0
+}
+
+fn probe(dtb: u64) -> Result<Queue, c_int> {
+    let blob = crate::dtb::blob(dtb).map_err(|_| -22)?;
+    let dt = Dt::open(blob).map_err(|_| -22)?;
+    let mut w = [(0, 0); MAX_MMIO];
+    let n = virtio::find_mmio(&dt, &mut w).map_err(|_| -22)?;
+    ensure_pool(false)?;
+    let sb = state::shared_bit();
+    for &(base, size) in &w[..n] {
+        let Some(header) = NonNull::new((base | sb) as *mut VirtIOHeader) else {
+            continue;
+        };
+        // SAFETY: a virtio-mmio window from the DT, mapped by the boot map (at its
+        // alias in a realm), used by this driver only.
+        let Ok(mmio) = (unsafe { MmioTransport::new(header, size as usize) }) else {
+            continue;
+        };
+        if mmio.device_type() != DeviceType::Block {
+            continue;
+        }
+        virtio::take_features_refused();
+        let q = BlkQueue::new(AccessPlatform::new(mmio));
+        if virtio::take_features_refused() {
+            console::print(format_args!(
+                "virtio-blk: the device at {base:#x} refused the features\n"
+            ));
+            return Err(-1);
+        }
+        return q.map_err(|e| {
+            console::print(format_args!(
+                "virtio-blk: the device at {base:#x} did not start: {e:?}\n"
+            ));
+            e.errno()
+        });
+    }
+    Err(-19)
+}
+
+/// `int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf,
+/// void *cookie)`: queues a read (write) of `count` sectors from `sector` into
+/// (from) `buf`. Returns how many more requests fit now (>= 0), or -EINVAL (bad
+/// request), -ENOSPC (queue full), -EAGAIN (bounce pool full until requests in
+/// flight complete), -ENOMEM (the pool cannot hold it), -EIO, -ENODEV (no
+/// device probed).
+///
+/// # Safety
+///
+/// `buf` must be valid for `count * 512` bytes and left alone until
+/// [`platrs_vblk_poll`] returns `cookie`; outside a realm it must be
+/// identity-mapped (Unikraft without paging).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vblk_submit(
+    write: c_int,
+    sector: u64,
+    count: u64,
+    buf: *mut c_void,
+    cookie: *mut c_void,
+) -> c_int {
+    let mut dev = DEV.lock();
+    let Some(q) = dev.as_mut() else { return -19 };
+    // SAFETY: forwarded from our caller.
+    match unsafe { q.submit(write != 0, sector, count, buf.cast(), cookie as usize) } {
+        Ok(more) => more as c_int,
+        Err(e) => e.errno(),
+    }
+}
+
+/// `int platrs_vblk_poll(void **cookie, int *result)`: 1 when a request
+/// completed (its cookie and 0 or a negative errno stored), 0 when none is
+/// ready, -EIO when the device returned an id not in flight (the device is then
+/// given up), -ENODEV without a device.
+///
+/// # Safety
+///
+/// `cookie` and `result` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vblk_poll(cookie: *mut *mut c_void, result: *mut c_int) -> c_int {
+    if cookie.is_null() || result.is_null() {
+        return -22;
+    }
+    let mut dev = DEV.lock();
+    let Some(q) = dev.as_mut() else { return -19 };
+    match q.poll() {
+        Ok(None) => 0,
+        Ok(Some((c, r))) => {
+            // SAFETY: the caller vouches for both pointers.
+            unsafe {
+                cookie.write(c as *mut c_void);
+                result.write(r);
+            }
+            1
+        }
+        Err(e) => {
+            console::print(format_args!(
+                "virtio-blk: the device returned a request that is not in flight; device given up\n"
+            ));
+            e.errno()
+        }
+    }
+}
