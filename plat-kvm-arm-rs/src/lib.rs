@@ -22,6 +22,6 @@ pub mod rsi;
 #[cfg(feature = "virtio")]
 pub mod virtio;
 #[cfg(feature = "virtio")]
-pub mod virtio_net;
-#[cfg(feature = "virtio")]
 pub mod virtio_blkdev;
+#[cfg(feature = "virtio")]
+pub mod virtio_net;
