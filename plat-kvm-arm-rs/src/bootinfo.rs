@@ -26,6 +26,9 @@ const MAX_UARTS: usize = 8;
 const MAX_ALIASES: usize = 16;
 /// Most image segments.
 pub const MAX_SEGMENTS: usize = 4;
+/// Most device addresses [`device_addresses`] reports (`reg` entries and PCI
+/// window addresses, before any merging).
+pub const MAX_DEVICE_ADDRS: usize = 64;
 
 /// One loaded part of the image (text, rodata, data + bss + boot stack + tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +392,14 @@ struct Walk<'a, 'b> {
     psci: Option<Conduit>,
     gic: Option<GicDesc>,
     cpu_count: usize,
+    /// Where each device address lies in the blob, for [`device_addresses`].
+    addrs: Option<AddrSink<'b>>,
+}
+
+/// Where [`Walk`] records device addresses: the blob's start, and the list.
+struct AddrSink<'b> {
+    base: usize,
+    out: &'b mut FixedList<DeviceAddr, MAX_DEVICE_ADDRS>,
 }
 
 impl<'a, 'b> Walk<'a, 'b> {
@@ -407,7 +418,37 @@ impl<'a, 'b> Walk<'a, 'b> {
             psci: None,
             gic: None,
             cpu_count: 0,
+            addrs: None,
         }
+    }
+
+    /// Records that cells `at..at + cells` of `v` (a value inside the blob) hold a
+    /// device address (only when a sink is attached).
+    fn note(&mut self, v: &[u8], at: usize, cells: usize) -> Result<(), BootInfoError> {
+        let Some(sink) = self.addrs.as_mut() else {
+            return Ok(());
+        };
+        let offset = (v.as_ptr() as usize - sink.base) + at * 4;
+        sink.out
+            .push(DeviceAddr {
+                offset: offset as u32,
+                cells: cells as u8,
+            })
+            .map_err(|_| BootInfoError::TooMany(Source::Device))
+    }
+
+    /// Every entry of a device's `reg` (laid out with the parent's `cells`): a
+    /// device window, and a device address.
+    fn device_regs(&mut self, v: Option<&'a [u8]>, cells: Cells) -> Result<(), BootInfoError> {
+        let Some(v) = v else {
+            return Ok(());
+        };
+        let stride = cells.address + cells.size;
+        for (i, (b, l)) in fdt::reg(v, cells)?.enumerate() {
+            self.device(range(b, l, Source::Device)?)?;
+            self.note(v, i * stride, cells.address)?;
+        }
+        Ok(())
     }
 
     fn device(&mut self, r: MemRange) -> Result<(), BootInfoError> {
@@ -467,11 +508,7 @@ impl<'a, 'b> Walk<'a, 'b> {
             // More UARTs than we remember are simply not candidates.
             let _ = self.uarts.push((n.name, u));
         }
-        if let Some(regs) = n.regs(cells)? {
-            for (b, l) in regs {
-                self.device(range(b, l, Source::Device)?)?;
-            }
-        }
+        self.device_regs(n.reg(), cells)?;
         if n.device_type() == Some(b"pci\0") {
             pci_windows(n, cells, self)?;
         } else if n.ranges().is_some_and(|v| v.is_empty()) {
@@ -499,13 +536,7 @@ impl<'a, 'b> Walk<'a, 'b> {
                     }
                 }
             }
-            Parent::Identity(cells) if n.enabled() => {
-                if let Some(regs) = n.regs(cells)? {
-                    for (b, l) in regs {
-                        self.device(range(b, l, Source::Device)?)?;
-                    }
-                }
-            }
+            Parent::Identity(cells) if n.enabled() => self.device_regs(n.reg(), cells)?,
             Parent::Reserved(_) | Parent::Identity(_) => {}
         }
         Ok(())
@@ -733,6 +764,37 @@ pub fn parse_into<'a>(
     Ok(())
 }
 
+/// Where a device tree names a device address: `cells` big-endian 32-bit cells,
+/// `offset` bytes into the blob (a `reg` entry's address, or the CPU-side address
+/// of a PCI `ranges` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceAddr {
+    /// Byte offset of the first cell from the start of the blob.
+    pub offset: u32,
+    /// Number of cells (1 or 2).
+    pub cells: u8,
+}
+
+/// Every device address [`parse`] reads windows from, located in the blob, in
+/// blob order: what an Arm CCA realm rewrites to the unprotected alias so that an
+/// OS taking addresses from the device tree reaches its devices (see
+/// [`crate::realm::alias_patches`]). Only for a blob [`parse`] accepted; the
+/// classification is the same walk's.
+pub fn device_addresses(
+    dtb: &[u8],
+    out: &mut FixedList<DeviceAddr, MAX_DEVICE_ADDRS>,
+) -> Result<(), BootInfoError> {
+    let dt = Dt::open(dtb)?;
+    let mut ram = FixedList::new();
+    let mut devices = FixedList::new();
+    let mut w = Walk::new(&mut ram, &mut devices);
+    w.addrs = Some(AddrSink {
+        base: dtb.as_ptr() as usize,
+        out,
+    });
+    walk(&dt, &mut w)
+}
+
 /// The PSCI conduit alone, from a token walk that stops at `/psci`: what the Arm CCA
 /// realm probe needs to decide whether an SMC is safe, before anything else of the
 /// tree is looked at (and before `.bss` may be touched). `None` if the tree is
@@ -928,11 +990,12 @@ fn pci_windows(n: &Node<'_>, parent: Cells, w: &mut Walk<'_, '_>) -> Result<(), 
     if !v.len().is_multiple_of(entry) {
         return Err(DtError::BadPropertyLength.into());
     }
-    for e in v.chunks_exact(entry) {
+    for (i, e) in v.chunks_exact(entry).enumerate() {
         let cpu = fdt::read_cells(e, 3, parent.address).ok_or(DtError::BadPropertyLength)?;
         let len =
             fdt::read_cells(e, 3 + parent.address, child_size).ok_or(DtError::BadPropertyLength)?;
         w.device(range(cpu, len, Source::Device)?)?;
+        w.note(v, i * entry / 4 + 3, parent.address)?;
     }
     Ok(())
 }

@@ -6,8 +6,9 @@
 //! device must be reachable at its unprotected alias, inside the IPA space; PSCI must
 //! go to the RMM (SMC).
 
-use crate::bootinfo::BootInfo;
-use crate::memregion::{MemRange, PAGE_SIZE};
+use crate::bootinfo::{self, BootInfo, BootInfoError, DeviceAddr, MAX_DEVICE_ADDRS};
+use crate::fdt;
+use crate::memregion::{FixedList, MemRange, PAGE_SIZE};
 use crate::psci::Conduit;
 use core::ops::Range;
 
@@ -45,6 +46,99 @@ impl core::fmt::Display for RealmError {
             RealmError::PsciNotSmc => f.write_str("/psci method is not smc, as a realm needs"),
         }
     }
+}
+
+/// Why the device tree's device addresses cannot be rewritten to their aliases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasError {
+    /// The blob could not be walked (it was not accepted by [`bootinfo::parse`]).
+    Parse(BootInfoError),
+    /// A device address is one cell wide, and its alias needs more than 32 bits.
+    TooNarrow(u64),
+    /// A device address lies outside the protected half of the IPA space.
+    OutsideIpa(u64),
+}
+
+impl core::fmt::Display for AliasError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AliasError::Parse(e) => write!(f, "{e}"),
+            AliasError::TooNarrow(a) => write!(
+                f,
+                "device address {a:#x} has one address cell: its unprotected alias does not fit"
+            ),
+            AliasError::OutsideIpa(a) => {
+                write!(f, "device address {a:#x} has no alias inside the IPA space")
+            }
+        }
+    }
+}
+
+/// One rewrite of a device address: store `value` in the cells at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AliasPatch {
+    /// Where the address lies in the blob.
+    pub at: DeviceAddr,
+    /// The unprotected alias to store there.
+    pub value: u64,
+}
+
+impl AliasPatch {
+    /// The big-endian bytes to write at `at.offset` (`at.cells * 4` of them).
+    pub fn bytes(&self) -> ([u8; 8], usize) {
+        let n = usize::from(self.at.cells) * 4;
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&self.value.to_be_bytes()[8 - n..]);
+        (b, n)
+    }
+}
+
+/// The rewrites that make every device address in `dtb` name its unprotected alias
+/// (`| shared_bit`), so that an OS that takes addresses from the device tree and
+/// maps them 1:1 (Unikraft's `uk_bus_pf_devmap` with paging) reaches the device
+/// and never the protected IPA. Addresses that already carry the bit are left as
+/// they are. `dtb` must be a blob [`bootinfo::parse`] accepted.
+pub fn alias_patches(
+    dtb: &[u8],
+    shared_bit: u64,
+) -> Result<FixedList<AliasPatch, MAX_DEVICE_ADDRS>, AliasError> {
+    let mut addrs = FixedList::new();
+    bootinfo::device_addresses(dtb, &mut addrs).map_err(AliasError::Parse)?;
+    let mut patches = FixedList::new();
+    for at in addrs.iter() {
+        let cells = usize::from(at.cells);
+        let addr = fdt::read_cells(dtb, at.offset as usize / 4, cells)
+            .filter(|_| at.offset % 4 == 0)
+            .ok_or(AliasError::Parse(BootInfoError::Dt(
+                fdt::DtError::Truncated,
+            )))?;
+        // Beyond the unprotected half too, the address names nothing in the IPA space.
+        if addr >= shared_bit << 1 {
+            return Err(AliasError::OutsideIpa(addr));
+        }
+        if addr & shared_bit != 0 {
+            continue;
+        }
+        let value = addr | shared_bit;
+        if cells == 1 && value > u64::from(u32::MAX) {
+            return Err(AliasError::TooNarrow(addr));
+        }
+        // As many patches as addresses: the capacities are equal.
+        let _ = patches.push(AliasPatch { at, value });
+    }
+    Ok(patches)
+}
+
+/// [`alias_patches`] applied to a blob the caller owns; returns how many addresses
+/// changed.
+pub fn alias_devices(dtb: &mut [u8], shared_bit: u64) -> Result<usize, AliasError> {
+    let patches = alias_patches(dtb, shared_bit)?;
+    for p in patches.iter() {
+        let (b, n) = p.bytes();
+        let o = p.at.offset as usize;
+        dtb[o..o + n].copy_from_slice(&b[..n]);
+    }
+    Ok(patches.len())
 }
 
 /// Validates `bi` for a realm whose unprotected bit is `shared_bit`.
