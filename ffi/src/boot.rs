@@ -130,11 +130,8 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
     }
 
     switch_tables(&bi, &image, shared_bit);
-    // Unikraft in a realm reaches devices at their DT address (mapped to the alias
-    // by the boot tables, and by Unikraft's own tables with PAGING, from the
-    // regions the hand-off describes): the console does too, from here on.
-    if cfg!(feature = "unikraft") && shared_bit != 0 {
-        uart.base &= !shared_bit;
+    if shared_bit != 0 {
+        alias_device_tree(dtb, &image, shared_bit, &mut bi);
     }
     state::update(|s| s.console = Some(uart));
     if console::init(&uart, crate::abi::CONSOLE_CRLF).is_err() {
@@ -161,6 +158,41 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
         ));
     }
     crate::abi::hand_off(dtb, &bi, &uart)
+}
+
+/// In an Arm CCA realm, rewrites every device address in the device tree to its
+/// unprotected alias and reads the boot information again from the result: the OS
+/// (Unikraft's drivers, and with paging its `uk_bus_pf_devmap`, which maps device
+/// windows at VA = PA = the DT address) then reaches the devices where they answer,
+/// and no protected device address is ever mapped. The boot tables already map
+/// every window at its alias. One line and a stop if an address cannot be
+/// rewritten.
+fn alias_device_tree(
+    dtb: u64,
+    image: &ImageLayout<'_>,
+    shared_bit: u64,
+    bi: &mut BootInfo<'static>,
+) {
+    let patches = match dtb::blob(dtb).map(|b| plat_kvm_arm::realm::alias_patches(b, shared_bit)) {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => fatal(format_args!("realm: device tree: {e}")),
+        Err(e) => fatal(format_args!("{e}")),
+    };
+    // Nothing borrowed from the blob stays alive across the writes.
+    *bi = BootInfo::empty();
+    for p in patches.iter() {
+        let (bytes, n) = p.bytes();
+        for (i, &v) in bytes[..n].iter().enumerate() {
+            let at = dtb + u64::from(p.at.offset) + i as u64;
+            // SAFETY: inside the blob (the offset came from walking it), which
+            // `realm::check` placed in RAM, mapped read-write by the boot tables;
+            // the boot CPU alone runs and nothing else refers to these bytes.
+            unsafe { core::ptr::write(at as *mut u8, v) };
+        }
+    }
+    if let Err(e) = read_boot_info(dtb, image, bi) {
+        fatal(format_args!("realm: device tree after aliasing: {e}"));
+    }
 }
 
 fn read_boot_info(
@@ -207,8 +239,8 @@ fn switch_tables(bi: &BootInfo<'_>, image: &ImageLayout<'_>, device_alias: u64) 
     {
         fatal(format_args!("boot page tables: virtio pool alias: {err}"));
     }
-    #[cfg(feature = "unikraft")]
-    if let Err(e) = crate::uk017::platform::extra_maps(&mut b, bi, device_alias) {
+    #[cfg(all(feature = "unikraft", feature = "paging"))]
+    if let Err(e) = crate::uk017::platform::extra_maps(&mut b, bi) {
         fatal(format_args!("boot page tables for Unikraft: {e}"));
     }
     // SAFETY: the tables identity-map the image (text executable), the stacks, the

@@ -30,6 +30,7 @@ pub(crate) fn blob(dtb: u64) -> Result<&'static [u8], DtbError> {
     // the rest. A host that lies here gets a data abort, which the early vectors report.
     let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) };
     let total = fdt::total_size(header, fdt::MAX_DTB_SIZE).map_err(DtbError::Header)?;
-    // SAFETY: `total` is bounded by MAX_DTB_SIZE; nothing writes the blob during boot.
+    // SAFETY: `total` is bounded by MAX_DTB_SIZE; the only write to the blob (a
+    // realm's aliasing, `boot::alias_device_tree`) happens with no slice alive.
     Ok(unsafe { core::slice::from_raw_parts(dtb as *const u8, total) })
 }

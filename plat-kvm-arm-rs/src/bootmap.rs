@@ -109,28 +109,6 @@ pub fn build(
     Ok(())
 }
 
-/// Maps every device window again at the address the device tree gives, pointing
-/// at its unprotected alias (`addr | device_alias`): in an Arm CCA realm a guest
-/// whose drivers take addresses from the device tree and use them unchanged (as
-/// Unikraft 0.17's GIC and RTC drivers do without paging) then reaches the alias.
-pub fn map_devices_at_dt_addresses(
-    b: &mut PageTableBuilder<'_>,
-    bi: &BootInfo<'_>,
-    device_alias: u64,
-) -> Result<(), BootMapError> {
-    for d in bi.devices.iter() {
-        map(
-            b,
-            "a device window",
-            d.start,
-            d.start | device_alias,
-            d.len(),
-            MemAttr::Device,
-        )?;
-    }
-    Ok(())
-}
-
 /// Maps every RAM bank again at `va_base + pa`, read-write: Unikraft's direct map
 /// (`CONFIG_PAGING`), which its paging code writes through before it switches to
 /// its own tables.

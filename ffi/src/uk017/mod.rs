@@ -216,11 +216,13 @@ pub fn desc_typed(r: &Region, memrt: u16) -> MemregionDesc {
     }
 }
 
-/// [`desc_typed`] for a window the guest reaches at its address (`vbase`) but that
-/// lives at `address | alias` (an Arm CCA realm's unprotected alias; 0 outside).
+/// [`desc_typed`] for a device window at `address | alias` (an Arm CCA realm's
+/// unprotected alias, where the realm's device tree already names it; 0 outside),
+/// mapped there 1:1.
 pub fn desc_aliased(r: &Region, memrt: u16, alias: u64) -> MemregionDesc {
     let mut d = desc_typed(r, memrt);
     d.pbase |= alias;
+    d.vbase = d.pbase;
     d
 }
 
@@ -239,15 +241,14 @@ impl MemregionDesc {
 
 /// The descriptors the hand-off appends (0.17 and 0.18 alike, with the release's
 /// `memrt_of`): the boot info's regions (without KERNEL ones when the build's
-/// `mkbootinfo.py` already listed the image), then the devices as the platform's
-/// code reaches them. `console` is the console's window at the address the
-/// console uses, backed by `| device_alias` (an Arm CCA realm's shared bit, else
-/// 0). With Unikraft `PAGING` in a realm (`paging` and a non-zero alias), every
-/// device window is listed instead, DT address -> unprotected alias: Unikraft
-/// builds its tables from these and its 0.17 drivers only change the attributes
-/// of what is mapped, so no protected device address is ever mapped. Not also the
-/// console page then: it lies inside a window, and DEVICE regions must not
-/// overlap.
+/// `mkbootinfo.py` already listed the image), then the devices. `console` is the
+/// console's window; device windows are described at `| device_alias` (an Arm CCA
+/// realm's shared bit, else 0), 1:1: in a realm the device tree names the aliases
+/// too (`boot::alias_device_tree`), so Unikraft's tables and drivers never map a
+/// protected device address. With Unikraft `PAGING` in a realm (`paging` and a
+/// non-zero alias) every device window is listed, as Unikraft 0.17 builds its
+/// tables from these; not also the console page then: it lies inside a window,
+/// and DEVICE regions must not overlap.
 pub fn handoff_descs<'b>(
     bi: &'b BootInfo<'_>,
     console: MemRange,
@@ -461,22 +462,22 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         use memrt::*;
-        // PAGING in a realm: every device window, DT address -> alias, no console page.
+        // PAGING in a realm: every device window at its alias, no console page.
         assert_eq!(
             list(alias, true, false),
             [
                 (0x8000_0000, 0x8000_0000, FREE),
                 (0x8010_0000, 0x8010_0000, KERNEL),
-                (0x100_0000, 0x1_0100_0000, DEVICE),
-                (0x3ffb_0000, 0x1_3ffb_0000, DEVICE),
+                (0x1_0100_0000, 0x1_0100_0000, DEVICE),
+                (0x1_3ffb_0000, 0x1_3ffb_0000, DEVICE),
             ]
         );
-        // A realm without PAGING: the console page only (its alias behind it).
+        // A realm without PAGING: the console page only, at its alias.
         assert_eq!(
             list(alias, false, true),
             [
                 (0x8000_0000, 0x8000_0000, FREE),
-                (0x100_0000, 0x1_0100_0000, DEVICE)
+                (0x1_0100_0000, 0x1_0100_0000, DEVICE)
             ]
         );
         // Not a realm: identity, with or without PAGING.

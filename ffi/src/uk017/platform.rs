@@ -16,8 +16,6 @@
 //! - with `CONFIG_PAGING` (feature `paging`), Unikraft's direct map at
 //!   `0xff80_0000_0000 + pa`: `ukplat_paging_init` writes the frame allocator's
 //!   metadata there while the boot tables are still live;
-//! - in a realm, devices reachable at the addresses the device tree gives (see
-//!   [`extra_maps`]);
 //! - TPIDR_EL1 and SP_EL0 of the boot CPU before `_ukplat_entry`: an SMP build
 //!   on a GICv3 (kvmtool, QEMU `gic-version=3`) otherwise stops at an assertion,
 //!   on the tree's C platform too, and an early trap wedges (see [`before_entry`]).
@@ -90,23 +88,15 @@ pub extern "C" fn ukplat_suspend() -> c_int {
 }
 
 /// Mappings Unikraft's own code needs in the boot tables besides the identity map:
-///
-/// - in an Arm CCA realm (`device_alias` != 0), every device window also at its
-///   plain address, pointing at the unprotected alias: Unikraft's drivers (the GIC,
-///   the RTC, virtio) take addresses from the device tree and, without
-///   `CONFIG_PAGING`, use them as they are;
-/// - with `CONFIG_PAGING` (feature `paging`), every RAM bank again at Unikraft's
-///   direct map (`0xff80_0000_0000 + pa`), where `ukplat_paging_init` writes its
-///   frame allocator's metadata while the boot tables are still live.
+/// with `CONFIG_PAGING` (feature `paging`), every RAM bank again at Unikraft's
+/// direct map (`0xff80_0000_0000 + pa`), where `ukplat_paging_init` writes its
+/// frame allocator's metadata while the boot tables are still live. (In an Arm CCA
+/// realm the device tree names the devices' unprotected aliases, which the
+/// identity map covers: `boot::alias_device_tree`.)
+#[cfg(feature = "paging")]
 pub(crate) fn extra_maps(
     b: &mut plat_kvm_arm::pagetable::PageTableBuilder<'_>,
     bi: &BootInfo<'_>,
-    device_alias: u64,
 ) -> Result<(), plat_kvm_arm::bootmap::BootMapError> {
-    if device_alias != 0 {
-        plat_kvm_arm::bootmap::map_devices_at_dt_addresses(b, bi, device_alias)?;
-    }
-    #[cfg(feature = "paging")]
-    plat_kvm_arm::bootmap::map_ram_at(b, bi, plat_kvm_arm::pagetable::UK_DIRECTMAP_BASE)?;
-    Ok(())
+    plat_kvm_arm::bootmap::map_ram_at(b, bi, plat_kvm_arm::pagetable::UK_DIRECTMAP_BASE)
 }
