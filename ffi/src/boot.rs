@@ -13,7 +13,7 @@ use crate::{arch, console, state};
 use core::cell::UnsafeCell;
 use plat_kvm_arm::bootinfo::{self, BootInfo, ConsoleSource, ImageLayout, ImageSegment};
 use plat_kvm_arm::bootmap;
-use plat_kvm_arm::memregion::{MemRange, RegionFlags};
+use plat_kvm_arm::memregion::{FixedList, MemRange, RegionFlags};
 use plat_kvm_arm::pagetable::{PageTableBuilder, Table};
 
 /// Tables for the boot map: kvmtool and QEMU `virt` layouts need at most 10, with
@@ -97,7 +97,9 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
         segments: &segments,
     };
     let mut bi = BootInfo::empty();
-    if let Err(e) = read_boot_info(dtb, &image, &mut bi) {
+    let mut addrs = DeviceAddrs::new();
+    let want_addrs = (shared_bit != 0).then_some(&mut addrs);
+    if let Err(e) = read_boot_info(dtb, &image, &mut bi, want_addrs) {
         fatal(format_args!("{e}"));
     }
     let Some((mut uart, source)) = bi.console else {
@@ -131,7 +133,7 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
 
     switch_tables(&bi, &image, shared_bit);
     if shared_bit != 0 {
-        alias_device_tree(dtb, &image, shared_bit, &mut bi);
+        alias_device_tree(dtb, shared_bit, &addrs, &mut bi);
     }
     state::update(|s| s.console = Some(uart));
     if console::init(&uart, crate::abi::CONSOLE_CRLF).is_err() {
@@ -161,48 +163,46 @@ pub unsafe extern "C" fn plat_boot(dtb: u64, flags: u64, shared_bit: u64) -> ! {
 }
 
 /// In an Arm CCA realm, rewrites every device address in the device tree to its
-/// unprotected alias and reads the boot information again from the result: the OS
-/// (Unikraft's drivers, and with paging its `uk_bus_pf_devmap`, which maps device
-/// windows at VA = PA = the DT address) then reaches the devices where they answer,
-/// and no protected device address is ever mapped. The boot tables already map
-/// every window at its alias. One line and a stop if an address cannot be
-/// rewritten.
-fn alias_device_tree(
-    dtb: u64,
-    image: &ImageLayout<'_>,
-    shared_bit: u64,
-    bi: &mut BootInfo<'static>,
-) {
-    let patches = match dtb::blob(dtb).map(|b| plat_kvm_arm::realm::alias_patches(b, shared_bit)) {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => fatal(format_args!("realm: device tree: {e}")),
-        Err(e) => fatal(format_args!("{e}")),
-    };
-    // Nothing borrowed from the blob stays alive across the writes.
-    *bi = BootInfo::empty();
+/// unprotected alias, and `bi` to match: the OS (Unikraft's drivers, and with paging
+/// its `uk_bus_pf_devmap`, which maps device windows at VA = PA = the DT address)
+/// then reaches the devices where they answer, and no protected device address is
+/// ever mapped. The boot tables already map every window at its alias. One line
+/// and a stop if an address cannot be rewritten.
+fn alias_device_tree(dtb: u64, shared_bit: u64, addrs: &DeviceAddrs, bi: &mut BootInfo<'static>) {
+    let patches =
+        match dtb::blob(dtb).map(|b| plat_kvm_arm::realm::alias_patches_at(b, addrs, shared_bit)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => fatal(format_args!("realm: device tree: {e}")),
+            Err(e) => fatal(format_args!("{e}")),
+        };
     for p in patches.iter() {
         let (bytes, n) = p.bytes();
         for (i, &v) in bytes[..n].iter().enumerate() {
             let at = dtb + u64::from(p.at.offset) + i as u64;
-            // SAFETY: inside the blob (the offset came from walking it), which
-            // `realm::check` placed in RAM, mapped read-write by the boot tables;
-            // the boot CPU alone runs and nothing else refers to these bytes.
+            // SAFETY: an address cell of a `reg` or `ranges` property inside the
+            // blob (found by walking it), which `realm::check` placed in RAM, mapped
+            // read-write by the boot tables. The only reference into the blob still
+            // alive, `bi.cmdline`, covers `/chosen/bootargs`, other bytes. The boot
+            // CPU alone runs.
             unsafe { core::ptr::write(at as *mut u8, v) };
         }
     }
-    if let Err(e) = read_boot_info(dtb, image, bi) {
-        fatal(format_args!("realm: device tree after aliasing: {e}"));
-    }
+    plat_kvm_arm::realm::alias_boot_info(bi, shared_bit);
 }
 
+/// Parses the DTB into `bi`; in a realm (`addrs`) also locates the device
+/// addresses that [`alias_device_tree`] rewrites.
 fn read_boot_info(
     dtb: u64,
     image: &ImageLayout<'_>,
     bi: &mut BootInfo<'static>,
+    addrs: Option<&mut DeviceAddrs>,
 ) -> Result<(), BootError> {
-    bootinfo::parse_into(dtb::blob(dtb).map_err(BootError::Dtb)?, dtb, image, bi)
-        .map_err(BootError::Parse)
+    let blob = dtb::blob(dtb).map_err(BootError::Dtb)?;
+    bootinfo::parse_into_noting(blob, dtb, image, bi, addrs).map_err(BootError::Parse)
 }
+
+type DeviceAddrs = FixedList<bootinfo::DeviceAddr, { bootinfo::MAX_DEVICE_ADDRS }>;
 
 enum BootError {
     Dtb(DtbError),

@@ -31,6 +31,7 @@ pub(crate) fn blob(dtb: u64) -> Result<&'static [u8], DtbError> {
     let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) };
     let total = fdt::total_size(header, fdt::MAX_DTB_SIZE).map_err(DtbError::Header)?;
     // SAFETY: `total` is bounded by MAX_DTB_SIZE; the only write to the blob (a
-    // realm's aliasing, `boot::alias_device_tree`) happens with no slice alive.
+    // realm's aliasing, `boot::alias_device_tree`) happens when no slice of it is
+    // alive but the command line, whose bytes it does not touch.
     Ok(unsafe { core::slice::from_raw_parts(dtb as *const u8, total) })
 }

@@ -646,6 +646,18 @@ pub fn parse_into<'a>(
     image: &ImageLayout<'_>,
     bi: &mut BootInfo<'a>,
 ) -> Result<(), BootInfoError> {
+    parse_into_noting(dtb, dtb_addr, image, bi, None)
+}
+
+/// [`parse_into`], also listing into `addrs` what [`device_addresses`] would, from
+/// the same walk (an Arm CCA realm's boot then walks the tree once).
+pub fn parse_into_noting<'a>(
+    dtb: &'a [u8],
+    dtb_addr: u64,
+    image: &ImageLayout<'_>,
+    bi: &mut BootInfo<'a>,
+    addrs: Option<&mut FixedList<DeviceAddr, MAX_DEVICE_ADDRS>>,
+) -> Result<(), BootInfoError> {
     let dt = Dt::open(dtb)?;
     if image.segments.is_empty()
         || image.segments.len() > MAX_SEGMENTS
@@ -657,6 +669,10 @@ pub fn parse_into<'a>(
     bi.ram = FixedList::new();
     bi.devices = FixedList::new();
     let mut w = Walk::new(&mut bi.ram, &mut bi.devices);
+    w.addrs = addrs.map(|out| AddrSink {
+        base: dtb.as_ptr() as usize,
+        out,
+    });
     walk(&dt, &mut w)?;
 
     let dtb_range = range(dtb_addr, dt.total_size() as u64, Source::Dtb)?;

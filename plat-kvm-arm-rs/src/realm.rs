@@ -6,7 +6,7 @@
 //! device must be reachable at its unprotected alias, inside the IPA space; PSCI must
 //! go to the RMM (SMC).
 
-use crate::bootinfo::{self, BootInfo, BootInfoError, DeviceAddr, MAX_DEVICE_ADDRS};
+use crate::bootinfo::{self, BootInfo, BootInfoError, DeviceAddr, GicDesc, MAX_DEVICE_ADDRS};
 use crate::fdt;
 use crate::memregion::{FixedList, MemRange, PAGE_SIZE};
 use crate::psci::Conduit;
@@ -104,6 +104,16 @@ pub fn alias_patches(
 ) -> Result<FixedList<AliasPatch, MAX_DEVICE_ADDRS>, AliasError> {
     let mut addrs = FixedList::new();
     bootinfo::device_addresses(dtb, &mut addrs).map_err(AliasError::Parse)?;
+    alias_patches_at(dtb, &addrs, shared_bit)
+}
+
+/// [`alias_patches`] for addresses already located (by
+/// [`bootinfo::parse_into_noting`] on the same blob).
+pub fn alias_patches_at(
+    dtb: &[u8],
+    addrs: &FixedList<DeviceAddr, MAX_DEVICE_ADDRS>,
+    shared_bit: u64,
+) -> Result<FixedList<AliasPatch, MAX_DEVICE_ADDRS>, AliasError> {
     let mut patches = FixedList::new();
     for at in addrs.iter() {
         let cells = usize::from(at.cells);
@@ -139,6 +149,38 @@ pub fn alias_devices(dtb: &mut [u8], shared_bit: u64) -> Result<usize, AliasErro
         dtb[o..o + n].copy_from_slice(&b[..n]);
     }
     Ok(patches.len())
+}
+
+/// `bi` as [`crate::bootinfo::parse`] reads it from the blob after
+/// [`alias_devices`]: device windows, the console and the GIC at their aliases; RAM,
+/// regions and the command line unchanged. Saves a second walk of the tree.
+pub fn alias_boot_info(bi: &mut BootInfo<'_>, shared_bit: u64) {
+    let alias = |r: MemRange| {
+        let start = r.start | shared_bit;
+        MemRange {
+            start,
+            end: start.saturating_add(r.len()),
+        }
+    };
+    let mut devices = FixedList::new();
+    for d in bi.devices.iter() {
+        // Never more ranges than before: the list cannot fill.
+        let _ = devices.insert_merged(alias(d));
+    }
+    bi.devices = devices;
+    if let Some((u, _)) = bi.console.as_mut() {
+        u.base |= shared_bit;
+    }
+    bi.gic = bi.gic.map(|g| match g {
+        GicDesc::V2 { dist, cpu } => GicDesc::V2 {
+            dist: alias(dist),
+            cpu: alias(cpu),
+        },
+        GicDesc::V3 { dist, redist } => GicDesc::V3 {
+            dist: alias(dist),
+            redist: alias(redist),
+        },
+    });
 }
 
 /// Validates `bi` for a realm whose unprotected bit is `shared_bit`.

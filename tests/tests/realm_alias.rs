@@ -193,6 +193,35 @@ fn every_device_address_and_nothing_else_gains_the_shared_bit() {
             shifted,
             "{name}"
         );
+        // The boot path's single walk locates the same addresses.
+        let mut alone = plat_kvm_arm::memregion::FixedList::new();
+        bootinfo::device_addresses(&orig, &mut alone).unwrap();
+        let mut noted = plat_kvm_arm::memregion::FixedList::new();
+        let mut d = bootinfo::BootInfo::empty();
+        bootinfo::parse_into_noting(&orig, dtb_addr(&orig), &img, &mut d, Some(&mut noted))
+            .unwrap();
+        assert_eq!(alone.as_slice(), noted.as_slice(), "{name}");
+        assert_eq!(
+            realm::alias_patches_at(&orig, &noted, SHARED)
+                .unwrap()
+                .as_slice(),
+            realm::alias_patches(&orig, SHARED).unwrap().as_slice(),
+            "{name}"
+        );
+        // Aliasing the first parse in place gives the second parse.
+        let mut c = a.clone();
+        realm::alias_boot_info(&mut c, SHARED);
+        assert_eq!(
+            merged(c.devices.iter().map(|d| (d.start, d.end))),
+            shifted,
+            "{name}"
+        );
+        assert_eq!(c.gic, b.gic, "{name}");
+        // The same UART; a second parse would no longer match it to an `earlycon=`
+        // address on the command line (the protected one) and call it the first UART.
+        assert_eq!(c.console.map(|u| u.0), b.console.map(|u| u.0), "{name}");
+        assert_eq!(c.console.map(|u| u.1), a.console.map(|u| u.1), "{name}");
+        assert_eq!(c.regions.as_slice(), b.regions.as_slice(), "{name}");
         let (ua, _) = a.console.unwrap();
         let (ub, _) = b.console.unwrap();
         assert_eq!(ub.base, ua.base | SHARED, "{name}");
