@@ -14,6 +14,7 @@ mod sha256;
 mod sha512;
 mod sys;
 mod vgic;
+mod virtio_blk;
 
 use sha512::Algo;
 use sys::{log, mrs};
@@ -36,6 +37,9 @@ const PARAMS: u64 = 0x4700_0000;
 const IMAGE: u64 = 0x4800_0000;
 const IMAGE_MAX: u64 = 0x0400_0000;
 const DTB: u64 = 0x4c00_0000;
+/// The virtio-blk disk (`--virtio-blk`): NS DRAM below the launcher (0x60000000).
+const DISK: u64 = 0x5000_0000;
+const DISK_MAX: u64 = 0x1000_0000;
 /// NS pages the launcher shares with the RMM (params, REC run) and hands to the
 /// realm as unprotected memory.
 const NS_SCRATCH: u64 = 0x7000_0000;
@@ -79,6 +83,8 @@ struct Params {
     cpus: u64,
     rpv_len: u64,
     rpv: [u8; 64],
+    /// Version 2 of the block (magic RMMLNCH2) only: virtio-blk sectors (0: none).
+    virtio_blk_sectors: u64,
 }
 
 fn stop(code: u32, args: core::fmt::Arguments) -> ! {
@@ -139,8 +145,10 @@ struct Host {
     /// (IPA, level) of every RTT created, in creation order.
     rtts: [(u64, u64); MAX_RTTS],
     n_rtts: usize,
-    /// Unprotected IPAs mapped with RTT_MAP_UNPROTECTED (level 3).
+    /// Unprotected IPAs mapped with RTT_MAP_UNPROTECTED (level 3), and the
+    /// NS page behind each.
     unprot: [u64; MAX_UNPROT],
+    unprot_pa: [u64; MAX_UNPROT],
     n_unprot: usize,
     /// Protected IPAs holding DATA granules.
     n_data: usize,
@@ -394,7 +402,7 @@ impl Host {
         )
     }
 
-    fn map_unprotected(&mut self, ipa: u64) {
+    fn map_unprotected(&mut self, ipa: u64) -> u64 {
         let ns = self.ns_page();
         let desc = ns | (1 << 4) | (2 << 2) | (3 << 6); // FWB Normal WB, S2AP RW
         self.with_rtts("RTT_MAP_UNPROTECTED", ipa, |h| {
@@ -402,8 +410,35 @@ impl Host {
         });
         if self.n_unprot < MAX_UNPROT {
             self.unprot[self.n_unprot] = ipa;
+            self.unprot_pa[self.n_unprot] = ns;
             self.n_unprot += 1;
         }
+        ns
+    }
+}
+
+/// The device side of shared memory: the NS page behind an unprotected IPA.
+impl virtio_blk::GuestMem for Host {
+    fn unprotected_page(&mut self, page_ipa: u64) -> Option<u64> {
+        if let Some(i) = self.unprot[..self.n_unprot]
+            .iter()
+            .position(|&a| a == page_ipa)
+        {
+            return Some(self.unprot_pa[i]);
+        }
+        // Shared memory the realm has not touched yet (a buffer only the
+        // device writes): back it now, as the realm's own first access would,
+        // while the host has room to (a hostile length cannot exhaust it:
+        // the device then errs instead).
+        let prot = page_ipa & !self.shared;
+        if page_ipa & self.shared == 0
+            || !(RAM_IPA..self.ram_end).contains(&prot)
+            || self.n_unprot >= MAX_UNPROT
+            || self.ns_next >= NS_SCRATCH_END
+        {
+            return None;
+        }
+        Some(self.map_unprotected(page_ipa))
     }
 }
 
@@ -542,6 +577,9 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
     if (UART_IPA..UART_IPA + 4 * 0x1000).contains(&a) && (a & 0xfff) < 8 {
         return uart_access((a - UART_IPA) >> 12, a & 7, write, val);
     }
+    if blk().claims(a) {
+        return blk().mmio(h, a, write, val, size);
+    }
     let g = vgic();
     if g.claims(a) {
         return g.mmio(a, write, val, size);
@@ -559,6 +597,13 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
 }
 
 static mut VGIC: vgic::VGic = vgic::VGic::new();
+static mut BLK: virtio_blk::Blk = virtio_blk::Blk::new();
+
+fn blk() -> &'static mut virtio_blk::Blk {
+    // SAFETY: single CPU; only the REC_ENTER loop's MMIO handler and the
+    // final counters use it, never at the same time.
+    unsafe { &mut *core::ptr::addr_of_mut!(BLK) }
+}
 
 fn vgic() -> &'static mut vgic::VGic {
     // SAFETY: single CPU; only the REC_ENTER loop and its MMIO handler use it.
@@ -573,7 +618,9 @@ extern "C" fn rust_main() -> ! {
     let freq = mrs!("cntfrq_el0").max(1);
     // SAFETY: the runner's loader wrote the block; it is plain data.
     let p = unsafe { &*(PARAMS as *const Params) };
-    if &p.magic != b"RMMLNCH1" {
+    // Version 1 of the block ends before `virtio_blk_sectors`.
+    let v2_block = &p.magic == b"RMMLNCH2";
+    if &p.magic != b"RMMLNCH1" && !v2_block {
         stop(
             status::CONFIG_ERROR,
             format_args!("CONFIG ERROR: no parameter block at {PARAMS:#x} (use the runner)"),
@@ -669,6 +716,7 @@ extern "C" fn rust_main() -> ! {
         rtts: [(0, 0); MAX_RTTS],
         n_rtts: 0,
         unprot: [0; MAX_UNPROT],
+        unprot_pa: [0; MAX_UNPROT],
         n_unprot: 0,
         n_data: 0,
         recs: [0; MAX_RECS],
@@ -687,6 +735,28 @@ extern "C" fn rust_main() -> ! {
     };
     let cpus = p.cpus.clamp(1, MAX_RECS as u64) as usize;
     vgic().init(cpus, nr_lrs);
+    let sectors = if v2_block { p.virtio_blk_sectors } else { 0 };
+    if sectors != 0 {
+        if sectors > DISK_MAX / 512 {
+            stop(
+                status::CONFIG_ERROR,
+                format_args!(
+                    "CONFIG ERROR: virtio-blk of {sectors} sectors (at most {})",
+                    DISK_MAX / 512
+                ),
+            );
+        }
+        // SAFETY: NS DRAM below the launcher's image, used by nothing else
+        // (the runner's blobs end at DTB + 64 KiB).
+        unsafe { core::ptr::write_bytes(DISK as *mut u8, 0, (sectors * 512) as usize) };
+        blk().init(DISK, sectors * 512, h.shared, RAM_IPA, ram_end);
+        log!(
+            "virtio-blk: {} sectors (RAM-backed) on virtio-mmio at IPA {:#x} (unprotected alias {:#x})",
+            sectors,
+            virtio_blk::MMIO_IPA,
+            virtio_blk::MMIO_IPA | h.shared
+        );
+    }
     if v2 {
         rmm_activate(&mut h);
     }
@@ -928,6 +998,19 @@ extern "C" fn rust_main() -> ! {
         vgic().injected,
         (t2 - t1) * 1000 / freq
     );
+    let b = blk();
+    if b.present() {
+        log!(
+            "virtio-blk: requests={} bytes={} virtio-protected-dma={} mmio-exits={} notifies={} shared-pages={} device {}",
+            b.requests,
+            b.bytes,
+            b.protected_dma,
+            b.mmio_exits,
+            b.notifies,
+            h.n_unprot,
+            b.status_name()
+        );
+    }
     if p.flags & FLAG_NO_TEARDOWN == 0 {
         teardown(&mut h);
     }
