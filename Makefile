@@ -171,7 +171,7 @@ endif
 
 # Differential tests of realm images: machine model vs the real TF-RMM (needs
 # RME_FIRMWARE; prints SKIPPED without it).
-rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img verify-realm
+rmm-launcher-test: $(BUILD)/harness-kvmtool-realm/hello.img $(BUILD)/harness-kvmtool-virtio/hello.img verify-realm
 	cd tools/rmm-launcher && $(CARGO) build -q --release   # built even when the tests skip
 	tools/rmm-launcher/run-tests $(BUILD)
 
