@@ -598,6 +598,23 @@ fn uart_irq_test() -> ! {
 
 const VB: u64 = 0x0300_0000; // the model's virtio-mmio window
 const VQ: u64 = 0x8200_0000; // rings and buffers: RAM well away from the image and DTB
+/// In a realm: the shared bit, which the virtio-blk checks put on the window
+/// and on the rings and buffers (the device reaches only shared memory); 0 outside.
+static VSB: AtomicU64 = AtomicU64::new(0);
+fn vb() -> u64 {
+    VB | VSB.load(Ordering::Relaxed)
+}
+fn vq() -> u64 {
+    VQ | VSB.load(Ordering::Relaxed)
+}
+/// The driver's feature bits 32-63: VERSION_1, and ACCESS_PLATFORM in a realm.
+fn features_hi() -> u32 {
+    if VSB.load(Ordering::Relaxed) != 0 {
+        3
+    } else {
+        1
+    }
+}
 
 fn ram_w(addr: u64, v: u64, size: u32) {
     // SAFETY: guest RAM the test owns (VQ..VQ + 64 KiB), plain stores.
@@ -622,30 +639,30 @@ fn ram_r(addr: u64, size: u32) -> u64 {
 }
 
 /// Resets the device and brings it up with one queue of `num` entries:
-/// descriptors at VQ, avail at VQ + 0x1000, used at VQ + 0x2000 (all zeroed).
+/// descriptors at vq(), avail at vq() + 0x1000, used at vq() + 0x2000 (all zeroed).
 fn vb_setup(num: u32) {
-    mmio_w32(VB + 0x70, 0);
-    for a in (VQ..VQ + 0x1_0000).step_by(8) {
+    mmio_w32(vb() + 0x70, 0);
+    for a in (vq()..vq() + 0x1_0000).step_by(8) {
         ram_w(a, 0, 8);
     }
-    mmio_w32(VB + 0x70, 3);
-    mmio_w32(VB + 0x24, 1);
-    mmio_w32(VB + 0x20, 1); // VERSION_1
-    mmio_w32(VB + 0x24, 0);
-    mmio_w32(VB + 0x20, 0);
-    mmio_w32(VB + 0x70, 3 | 8);
-    mmio_w32(VB + 0x30, 0);
-    mmio_w32(VB + 0x38, num);
-    for (reg, a) in [(0x80, VQ), (0x90, VQ + 0x1000), (0xa0, VQ + 0x2000)] {
-        mmio_w32(VB + reg, a as u32);
-        mmio_w32(VB + reg + 4, (a >> 32) as u32);
+    mmio_w32(vb() + 0x70, 3);
+    mmio_w32(vb() + 0x24, 1);
+    mmio_w32(vb() + 0x20, features_hi()); // VERSION_1 (+ ACCESS_PLATFORM in a realm)
+    mmio_w32(vb() + 0x24, 0);
+    mmio_w32(vb() + 0x20, 0);
+    mmio_w32(vb() + 0x70, 3 | 8);
+    mmio_w32(vb() + 0x30, 0);
+    mmio_w32(vb() + 0x38, num);
+    for (reg, a) in [(0x80, vq()), (0x90, vq() + 0x1000), (0xa0, vq() + 0x2000)] {
+        mmio_w32(vb() + reg, a as u32);
+        mmio_w32(vb() + reg + 4, (a >> 32) as u32);
     }
-    mmio_w32(VB + 0x44, 1);
-    mmio_w32(VB + 0x70, 3 | 8 | 4);
+    mmio_w32(vb() + 0x44, 1);
+    mmio_w32(vb() + 0x70, 3 | 8 | 4);
 }
 
 fn vb_desc(i: u64, addr: u64, len: u32, flags: u16, next: u16) {
-    let d = VQ + 16 * i;
+    let d = vq() + 16 * i;
     ram_w(d, addr, 8);
     ram_w(d + 8, len as u64, 4);
     ram_w(d + 12, flags as u64, 2);
@@ -655,41 +672,50 @@ fn vb_desc(i: u64, addr: u64, len: u32, flags: u16, next: u16) {
 /// Offers chain `head` as avail entry `slot`, sets avail idx to `idx`, notifies;
 /// returns (device status, used idx).
 fn vb_kick(slot: u64, head: u16, idx: u16) -> (u32, u64) {
-    ram_w(VQ + 0x1000 + 4 + 2 * slot, head as u64, 2);
-    ram_w(VQ + 0x1000 + 2, idx as u64, 2);
-    mmio_w32(VB + 0x50, 0);
-    (mmio_r32(VB + 0x70), ram_r(VQ + 0x2000 + 2, 2))
+    ram_w(vq() + 0x1000 + 4 + 2 * slot, head as u64, 2);
+    ram_w(vq() + 0x1000 + 2, idx as u64, 2);
+    mmio_w32(vb() + 0x50, 0);
+    (mmio_r32(vb() + 0x70), ram_r(vq() + 0x2000 + 2, 2))
 }
 
-/// A request chain: header (type, sector) at VQ + 0x3000, data at `data`, status
-/// byte at VQ + 0x3100.
+/// A request chain: header (type, sector) at vq() + 0x3000, data at `data`, status
+/// byte at vq() + 0x3100.
 fn vb_request(typ: u32, sector: u64, data: u64, len: u32, write_data: bool) {
-    ram_w(VQ + 0x3000, typ as u64, 4);
-    ram_w(VQ + 0x3004, 0, 4);
-    ram_w(VQ + 0x3008, sector, 8);
-    ram_w(VQ + 0x3100, 0xff, 1);
-    vb_desc(0, VQ + 0x3000, 16, 1, 1);
+    ram_w(vq() + 0x3000, typ as u64, 4);
+    ram_w(vq() + 0x3004, 0, 4);
+    ram_w(vq() + 0x3008, sector, 8);
+    ram_w(vq() + 0x3100, 0xff, 1);
+    vb_desc(0, vq() + 0x3000, 16, 1, 1);
     vb_desc(1, data, len, 1 | if write_data { 2 } else { 0 }, 2);
-    vb_desc(2, VQ + 0x3100, 1, 2, 0);
+    vb_desc(2, vq() + 0x3100, 1, 2, 0);
 }
 
 /// Hostile and valid requests to the model's virtio-blk: every bad value must
 /// put the device in DEVICE_NEEDS_RESET (0x40) without completing anything,
 /// and the model must carry on.
 fn virtio_hostile_test() -> ! {
+    if SMC_CONDUIT.load(Ordering::Relaxed) {
+        // A realm: the window at its alias, rings and buffers in shared memory
+        // (RIPAS EMPTY, used at the alias), ACCESS_PLATFORM accepted.
+        VSB.store(rsi::shared_bit(), Ordering::Relaxed);
+        check(
+            "virtio: rings and buffers made RIPAS EMPTY",
+            rsi::set_empty(VQ, VQ + 0x1_0000),
+        );
+    }
     check(
         "virtio: magic and version 2",
-        mmio_r32(VB) == 0x7472_6976 && mmio_r32(VB + 4) == 2,
+        mmio_r32(vb()) == 0x7472_6976 && mmio_r32(vb() + 4) == 2,
     );
-    check("virtio: block device", mmio_r32(VB + 8) == 2);
+    check("virtio: block device", mmio_r32(vb() + 8) == 2);
     check(
         "virtio: capacity 2048 sectors",
-        mmio_r32(VB + 0x100) == 2048 && mmio_r32(VB + 0x104) == 0,
+        mmio_r32(vb() + 0x100) == 2048 && mmio_r32(vb() + 0x104) == 0,
     );
 
     // A valid write then read of sector 5.
     vb_setup(8);
-    let (buf, back) = (VQ + 0x4000, VQ + 0x5000);
+    let (buf, back) = (vq() + 0x4000, vq() + 0x5000);
     for i in 0..512 {
         ram_w(buf + i, (i * 3 + 1) & 0xff, 1);
     }
@@ -697,7 +723,7 @@ fn virtio_hostile_test() -> ! {
     let (st, used) = vb_kick(0, 0, 1);
     check(
         "virtio: write completes",
-        st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 0,
+        st & 0x40 == 0 && used == 1 && ram_r(vq() + 0x3100, 1) == 0,
     );
     vb_request(0, 5, back, 512, true);
     let (st, used) = vb_kick(1, 0, 2);
@@ -708,7 +734,7 @@ fn virtio_hostile_test() -> ! {
     );
     check(
         "virtio: used element = head 0, 513 bytes written",
-        ram_r(VQ + 0x2000 + 4 + 8, 4) == 0 && ram_r(VQ + 0x2000 + 8 + 8, 4) == 513,
+        ram_r(vq() + 0x2000 + 4 + 8, 4) == 0 && ram_r(vq() + 0x2000 + 8 + 8, 4) == 513,
     );
 
     // A sector beyond the disk: completes with IOERR, the device stays up.
@@ -717,7 +743,7 @@ fn virtio_hostile_test() -> ! {
     let (st, used) = vb_kick(0, 0, 1);
     check(
         "virtio: out-of-range sector gives IOERR",
-        st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 1,
+        st & 0x40 == 0 && used == 1 && ram_r(vq() + 0x3100, 1) == 1,
     );
 
     let hostile = |what: &str, num: u32, setup: &dyn Fn(), head: u16, idx: u16| {
@@ -726,7 +752,7 @@ fn virtio_hostile_test() -> ! {
         let (st, used) = vb_kick(0, head, idx);
         check(what, st & 0x40 != 0 && used == 0);
     };
-    let ok_chain = || vb_request(0, 0, VQ + 0x4000, 512, true);
+    let ok_chain = || vb_request(0, 0, vq() + 0x4000, 512, true);
     hostile("virtio: head index beyond the queue", 8, &ok_chain, 100, 1);
     hostile(
         "virtio: avail index moved by more than the queue",
@@ -753,14 +779,22 @@ fn virtio_hostile_test() -> ! {
     hostile(
         "virtio: buffer running past the end of RAM",
         8,
-        &|| vb_request(0, 0, 0x8400_0000 - 256, 512, true),
+        &|| {
+            vb_request(
+                0,
+                0,
+                (0x8400_0000 - 256) | VSB.load(Ordering::Relaxed),
+                512,
+                true,
+            )
+        },
         0,
         1,
     );
     hostile(
         "virtio: length that wraps the address space",
         8,
-        &|| vb_request(0, 0, VQ + 0x4000, u32::MAX, true),
+        &|| vb_request(0, 0, vq() + 0x4000, u32::MAX, true),
         0,
         1,
     );
@@ -769,7 +803,7 @@ fn virtio_hostile_test() -> ! {
         8,
         &|| {
             ok_chain();
-            vb_desc(2, VQ + 0x3100, 1, 2 | 1, 0);
+            vb_desc(2, vq() + 0x3100, 1, 2 | 1, 0);
         },
         0,
         1,
@@ -779,7 +813,7 @@ fn virtio_hostile_test() -> ! {
         8,
         &|| {
             ok_chain();
-            vb_desc(1, VQ + 0x4000, 512, 2 | 1, 9);
+            vb_desc(1, vq() + 0x4000, 512, 2 | 1, 9);
         },
         0,
         1,
@@ -789,7 +823,7 @@ fn virtio_hostile_test() -> ! {
         8,
         &|| {
             ok_chain();
-            vb_desc(0, VQ + 0x3000, 16, 4, 0);
+            vb_desc(0, vq() + 0x3000, 16, 4, 0);
         },
         0,
         1,
@@ -798,28 +832,39 @@ fn virtio_hostile_test() -> ! {
         "virtio: rings outside guest RAM",
         8,
         &|| {
-            mmio_w32(VB + 0x70, 0);
-            mmio_w32(VB + 0x70, 3);
-            mmio_w32(VB + 0x24, 1);
-            mmio_w32(VB + 0x20, 1);
-            mmio_w32(VB + 0x70, 3 | 8);
-            mmio_w32(VB + 0x38, 8);
-            mmio_w32(VB + 0x90, 0x10);
-            mmio_w32(VB + 0x94, 0);
-            mmio_w32(VB + 0x44, 1);
-            mmio_w32(VB + 0x70, 3 | 8 | 4);
+            mmio_w32(vb() + 0x70, 0);
+            mmio_w32(vb() + 0x70, 3);
+            mmio_w32(vb() + 0x24, 1);
+            mmio_w32(vb() + 0x20, features_hi());
+            mmio_w32(vb() + 0x70, 3 | 8);
+            mmio_w32(vb() + 0x38, 8);
+            mmio_w32(vb() + 0x90, 0x10);
+            mmio_w32(vb() + 0x94, 0);
+            mmio_w32(vb() + 0x44, 1);
+            mmio_w32(vb() + 0x70, 3 | 8 | 4);
         },
         0,
         1,
     );
+    if VSB.load(Ordering::Relaxed) != 0 {
+        // A realm: a buffer at its protected address (no shared bit) is never
+        // used; the device counts it and stops.
+        hostile(
+            "virtio: buffer at a protected address (realm)",
+            8,
+            &|| vb_request(0, 0, VQ + 0x4000, 512, true),
+            0,
+            1,
+        );
+    }
     // Without VERSION_1 the device refuses FEATURES_OK and runs nothing.
     vb_setup(8);
-    mmio_w32(VB + 0x70, 0);
-    mmio_w32(VB + 0x70, 3 | 8);
-    let refused = mmio_r32(VB + 0x70) & 8 == 0;
-    mmio_w32(VB + 0x38, 8);
-    mmio_w32(VB + 0x44, 1);
-    mmio_w32(VB + 0x70, 3 | 8 | 4);
+    mmio_w32(vb() + 0x70, 0);
+    mmio_w32(vb() + 0x70, 3 | 8);
+    let refused = mmio_r32(vb() + 0x70) & 8 == 0;
+    mmio_w32(vb() + 0x38, 8);
+    mmio_w32(vb() + 0x44, 1);
+    mmio_w32(vb() + 0x70, 3 | 8 | 4);
     ok_chain();
     let (_, used) = vb_kick(0, 0, 1);
     check(
@@ -832,7 +877,7 @@ fn virtio_hostile_test() -> ! {
     let (st, used) = vb_kick(0, 0, 1);
     check(
         "virtio: works again after reset",
-        st & 0x40 == 0 && used == 1 && ram_r(VQ + 0x3100, 1) == 0,
+        st & 0x40 == 0 && used == 1 && ram_r(vq() + 0x3100, 1) == 0,
     );
     finish()
 }

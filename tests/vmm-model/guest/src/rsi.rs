@@ -75,6 +75,16 @@ fn set_ripas(base: u64, top: u64, ripas: u64, flags: u64) -> bool {
     true
 }
 
+/// The realm's shared bit (after `realm_boot`).
+pub fn shared_bit() -> u64 {
+    SHARED.load(Ordering::Relaxed)
+}
+
+/// Makes [base, top) RIPAS EMPTY (shared memory, used at the alias).
+pub fn set_empty(base: u64, top: u64) -> bool {
+    set_ripas(base, top, 0, 1)
+}
+
 fn ripas_get(ipa: u64) -> u64 {
     let r = rsi(&[RSI_IPA_STATE_GET, ipa, ipa + 4096]);
     if r[0] == SUCCESS { r[2] } else { 99 }
