@@ -76,11 +76,17 @@ static mut STAGE2: Option<s2::Stage2> = None;
 static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 pub fn cfg() -> &'static Config {
-    // SAFETY: CONFIG is written once by the boot CPU before guests start.
-    match unsafe { (*core::ptr::addr_of!(CONFIG)).as_ref() } {
+    match try_cfg() {
         Some(c) => c,
         None => fatal(format_args!("config used before set")),
     }
+}
+
+/// The config, or `None` before it is set (for the stop path, which runs on
+/// config errors too and must not recurse into [`fatal`]).
+pub fn try_cfg() -> Option<&'static Config> {
+    // SAFETY: CONFIG is written once by the boot CPU before guests start.
+    unsafe { (*core::ptr::addr_of!(CONFIG)).as_ref() }
 }
 
 pub fn stage2() -> &'static s2::Stage2 {

@@ -37,14 +37,16 @@ pub fn print_counters() {
         crate::devices::UNHANDLED_MMIO.load(Ordering::Relaxed),
         crate::virtio::PROTECTED_DMA.load(Ordering::Relaxed),
     );
-    if cfg().virtio_blk_kib != 0 {
+    // Also printed on a config error, before there is a config.
+    let Some(c) = crate::try_cfg() else { return };
+    if c.virtio_blk_kib != 0 {
         log!(
             "virtio-blk: {} request(s), device {}",
             crate::virtio::REQUESTS.load(Ordering::Relaxed),
             crate::virtio::status_name()
         );
     }
-    if cfg().virtio_net.is_some() {
+    if c.virtio_net.is_some() {
         let (tx, rx, dropped, mmio, notifies, st) = crate::virtio_net::summary();
         log!(
             "virtio-net: {} frame(s) sent, {} reply(ies) received, {} dropped, device {}, {} MMIO exit(s) ({} notify)",
