@@ -69,6 +69,18 @@ int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf, vo
  */
 int platrs_vblk_poll(void **cookie, int *result);
 
+/**
+ * `int platrs_vblk_stats(uint64_t out[2])`: bytes copied through the bounce
+ * pool so far (0 outside a realm) and pool pages in use. For benchmarks and
+ * leak checks (app-blk declares it weak, so the same app links on Unikraft's own
+ * driver). Returns 0, or -EINVAL.
+ *
+ * # Safety
+ *
+ * `out` must point at two writable `uint64_t`.
+ */
+int platrs_vblk_stats(uint64_t *out);
+
 #if defined(PLAT_KVM_ARM_REALM)
 /**
  * `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.

@@ -154,3 +154,25 @@ pub unsafe extern "C" fn platrs_vblk_poll(cookie: *mut *mut c_void, result: *mut
         }
     }
 }
+
+/// `int platrs_vblk_stats(uint64_t out[2])`: bytes copied through the bounce
+/// pool so far (0 outside a realm) and pool pages in use. For benchmarks and
+/// leak checks (app-blk declares it weak, so the same app links on Unikraft's own
+/// driver). Returns 0, or -EINVAL.
+///
+/// # Safety
+///
+/// `out` must point at two writable `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vblk_stats(out: *mut u64) -> c_int {
+    if out.is_null() {
+        return -22;
+    }
+    let (used, _, copied) = virtio::pool_stats();
+    // SAFETY: the caller vouches for two writable u64 at `out`.
+    unsafe {
+        out.write(copied);
+        out.add(1).write(used as u64);
+    }
+    0
+}
