@@ -81,6 +81,55 @@ int platrs_vblk_poll(void **cookie, int *result);
  */
 int platrs_vblk_stats(uint64_t *out);
 
+/**
+ * `int platrs_vnet_probe(uint64_t dtb, uint8_t mac[6], uint16_t *mtu)`: starts
+ * the first virtio-mmio network device in the DTB at `dtb` (once; later calls
+ * report the same device), posts its receive buffers and stores its MAC address
+ * and MTU. Returns 0, -ENODEV (none), -EINVAL (bad DTB or arguments), -ENOMEM
+ * (the bounce pool cannot hold the rings and buffers), -EPERM (the device
+ * refused the features), -EIO.
+ *
+ * # Safety
+ *
+ * `mac` must point at six writable bytes and `mtu` at a writable `uint16_t`.
+ */
+int platrs_vnet_probe(uint64_t dtb, uint8_t *mac, uint16_t *mtu);
+
+/**
+ * `int platrs_vnet_send(const void *frame, uint64_t len)`: transmits one
+ * Ethernet frame (without FCS, at most 1514 bytes) and waits until the device
+ * has taken it. Returns 0, or -EINVAL, -ENOMEM, -ETIMEDOUT, -EPROTO (the device
+ * misbehaved; it is given up, with one console line), -EIO, -ENODEV.
+ *
+ * # Safety
+ *
+ * `frame` must be readable for `len` bytes.
+ */
+int platrs_vnet_send(const void *frame, uint64_t len);
+
+/**
+ * `int platrs_vnet_recv(void *buf, uint64_t cap, uint64_t *len)`: copies the
+ * next received frame into `buf` and stores its length. Returns 1 (a frame), 0
+ * (none waiting), -EINVAL (`cap` too small: that frame is dropped), -EPROTO (the
+ * device misbehaved: given up), -ENOMEM, -EIO, -ENODEV.
+ *
+ * # Safety
+ *
+ * `buf` must be writable for `cap` bytes and `len` writable.
+ */
+int platrs_vnet_recv(void *buf, uint64_t cap, uint64_t *len);
+
+/**
+ * `int platrs_vnet_stats(uint64_t out[4])`: frames sent, received and dropped
+ * (larger than the caller's buffer), and bytes copied through the bounce pool
+ * so far (all devices; 0 outside a realm). Returns 0, -EINVAL or -ENODEV.
+ *
+ * # Safety
+ *
+ * `out` must point at four writable `uint64_t`.
+ */
+int platrs_vnet_stats(uint64_t *out);
+
 #if defined(PLAT_KVM_ARM_REALM)
 /**
  * `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.

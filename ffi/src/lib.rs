@@ -31,6 +31,8 @@ mod console;
 mod dtb;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod fatal;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio-net"))]
+mod netdev;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod realm;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -25,3 +25,5 @@ pub mod virtio;
 pub mod virtio_blkdev;
 #[cfg(feature = "virtio")]
 pub mod virtio_net;
+#[cfg(feature = "virtio")]
+pub mod virtio_netdev;

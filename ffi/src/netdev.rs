@@ -1,0 +1,192 @@
+//! The virtio-net driver behind Unikraft's `uk_netdev` (feature `virtio-net`,
+//! Kconfig `PLATRS_VIRTIO_NET`): `uk-glue/netdev.c` registers the device with
+//! lib/uknetdev and calls these functions; the queue itself is
+//! `plat_kvm_arm::virtio_netdev` (see `docs/realm-io.md`).
+//!
+//! One device (the first virtio-mmio network device in the DTB), one queue pair,
+//! polled.
+
+use crate::console;
+use crate::state;
+use crate::virtio::ensure_pool;
+use core::ffi::{c_int, c_void};
+use core::ptr::NonNull;
+use plat_kvm_arm::fdt::Dt;
+use plat_kvm_arm::virtio::{self, AccessPlatform, MAX_MMIO};
+use plat_kvm_arm::virtio_netdev::{MAX_FRAME, NetError, NetQueue};
+use spin::Mutex;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+
+type Queue = NetQueue<AccessPlatform<MmioTransport<'static>>>;
+
+/// The device, once probed. A static: the device holds the addresses of the
+/// receive buffers inside the queue.
+static DEV: Mutex<Option<Queue>> = Mutex::new(None);
+
+/// `int platrs_vnet_probe(uint64_t dtb, uint8_t mac[6], uint16_t *mtu)`: starts
+/// the first virtio-mmio network device in the DTB at `dtb` (once; later calls
+/// report the same device), posts its receive buffers and stores its MAC address
+/// and MTU. Returns 0, -ENODEV (none), -EINVAL (bad DTB or arguments), -ENOMEM
+/// (the bounce pool cannot hold the rings and buffers), -EPERM (the device
+/// refused the features), -EIO.
+///
+/// # Safety
+///
+/// `mac` must point at six writable bytes and `mtu` at a writable `uint16_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vnet_probe(dtb: u64, mac: *mut u8, mtu: *mut u16) -> c_int {
+    if mac.is_null() || mtu.is_null() {
+        return -22;
+    }
+    let mut dev = DEV.lock();
+    if dev.is_none() {
+        match probe(dtb) {
+            Ok(q) => *dev = Some(q),
+            Err(e) => return e,
+        }
+        // Posted only now that the queue sits in the static for good.
+        if let Some(q) = dev.as_mut()
+            && let Err(e) = q.start()
+        {
+            console::print(format_args!(
+                "virtio-net: cannot post the receive buffers: {e:?}\n"
+            ));
+            *dev = None;
+            return e.errno();
+        }
+    }
+    let Some(q) = dev.as_ref() else { return -5 };
+    let m = q.mac();
+    // SAFETY: the caller vouches for six writable bytes at `mac` and a writable
+    // u16 at `mtu`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(m.as_ptr(), mac, 6);
+        mtu.write((MAX_FRAME - 14) as u16);
+    }
+    0
+}
+
+fn probe(dtb: u64) -> Result<Queue, c_int> {
+    let blob = crate::dtb::blob(dtb).map_err(|_| -22)?;
+    let dt = Dt::open(blob).map_err(|_| -22)?;
+    let mut w = [(0, 0); MAX_MMIO];
+    let n = virtio::find_mmio(&dt, &mut w).map_err(|_| -22)?;
+    ensure_pool(false)?;
+    let sb = state::shared_bit();
+    for &(base, size) in &w[..n] {
+        let Some(header) = NonNull::new((base | sb) as *mut VirtIOHeader) else {
+            continue;
+        };
+        // SAFETY: a virtio-mmio window from the DT, mapped by the boot map (at its
+        // alias in a realm), used by this driver only.
+        let Ok(mmio) = (unsafe { MmioTransport::new(header, size as usize) }) else {
+            continue;
+        };
+        if mmio.device_type() != DeviceType::Network {
+            continue;
+        }
+        virtio::take_features_refused();
+        let q = NetQueue::new(AccessPlatform::new(mmio));
+        if virtio::take_features_refused() {
+            console::print(format_args!(
+                "virtio-net: the device at {base:#x} refused the features\n"
+            ));
+            return Err(-1);
+        }
+        return q.map_err(|e| {
+            console::print(format_args!(
+                "virtio-net: the device at {base:#x} did not start: {e:?}\n"
+            ));
+            e.errno()
+        });
+    }
+    Err(-19)
+}
+
+fn given_up(e: NetError) -> c_int {
+    if e == NetError::BadUsed || e == NetError::Timeout {
+        console::print(format_args!(
+            "virtio-net: the device misbehaved ({e:?}); device given up\n"
+        ));
+    }
+    e.errno()
+}
+
+/// `int platrs_vnet_send(const void *frame, uint64_t len)`: transmits one
+/// Ethernet frame (without FCS, at most 1514 bytes) and waits until the device
+/// has taken it. Returns 0, or -EINVAL, -ENOMEM, -ETIMEDOUT, -EPROTO (the device
+/// misbehaved; it is given up, with one console line), -EIO, -ENODEV.
+///
+/// # Safety
+///
+/// `frame` must be readable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vnet_send(frame: *const c_void, len: u64) -> c_int {
+    if frame.is_null() || len == 0 || len > MAX_FRAME as u64 {
+        return -22;
+    }
+    let mut dev = DEV.lock();
+    let Some(q) = dev.as_mut() else { return -19 };
+    // SAFETY: the caller vouches for `len` readable bytes at `frame`.
+    let f = unsafe { core::slice::from_raw_parts(frame.cast::<u8>(), len as usize) };
+    match q.send(f) {
+        Ok(()) => 0,
+        Err(e) => given_up(e),
+    }
+}
+
+/// `int platrs_vnet_recv(void *buf, uint64_t cap, uint64_t *len)`: copies the
+/// next received frame into `buf` and stores its length. Returns 1 (a frame), 0
+/// (none waiting), -EINVAL (`cap` too small: that frame is dropped), -EPROTO (the
+/// device misbehaved: given up), -ENOMEM, -EIO, -ENODEV.
+///
+/// # Safety
+///
+/// `buf` must be writable for `cap` bytes and `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vnet_recv(buf: *mut c_void, cap: u64, len: *mut u64) -> c_int {
+    if buf.is_null() || len.is_null() {
+        return -22;
+    }
+    let mut dev = DEV.lock();
+    let Some(q) = dev.as_mut() else { return -19 };
+    // SAFETY: the caller vouches for `cap` writable bytes at `buf`.
+    let out = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap as usize) };
+    match q.recv(out) {
+        Ok(None) => 0,
+        Ok(Some(n)) => {
+            // SAFETY: the caller vouches for a writable u64 at `len`.
+            unsafe { len.write(n as u64) };
+            1
+        }
+        Err(e) => given_up(e),
+    }
+}
+
+/// `int platrs_vnet_stats(uint64_t out[4])`: frames sent, received and dropped
+/// (larger than the caller's buffer), and bytes copied through the bounce pool
+/// so far (all devices; 0 outside a realm). Returns 0, -EINVAL or -ENODEV.
+///
+/// # Safety
+///
+/// `out` must point at four writable `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn platrs_vnet_stats(out: *mut u64) -> c_int {
+    if out.is_null() {
+        return -22;
+    }
+    let dev = DEV.lock();
+    let Some(q) = dev.as_ref() else { return -19 };
+    let v = [
+        q.counts.sent,
+        q.counts.received,
+        q.counts.dropped,
+        virtio::pool_stats().2,
+    ];
+    for (i, x) in v.iter().enumerate() {
+        // SAFETY: the caller vouches for four writable u64 at `out`.
+        unsafe { out.add(i).write(*x) };
+    }
+    0
+}
