@@ -130,6 +130,28 @@ int platrs_vnet_recv(void *buf, uint64_t cap, uint64_t *len);
  */
 int platrs_vnet_stats(uint64_t *out);
 
+/**
+ * `int ukplat_virtio_netq_selftest(uint64_t dtb, uint32_t guest_ip, uint32_t
+ * gw_ip, uint32_t udp_port, uint64_t flags, uint64_t out[6])`: the harness's
+ * ARP, ICMP echo and UDP echo exchanges (as `ukplat_virtio_net_selftest`, same
+ * arguments, `out` and return values) through the queue behind Unikraft's
+ * `uk_netdev` (the one [`platrs_vnet_probe`] starts), so that the driver Unikraft
+ * uses is exercised without a Unikraft tree. `flags` bit 0 (no bounce) as for
+ * the block test; `out[5]` is the pool pages in use afterwards, the queue's
+ * rings and posted buffers included (it stays up). Harness test hook, not
+ * Unikraft API.
+ *
+ * # Safety
+ *
+ * `out` must point at six writable `uint64_t`.
+ */
+int ukplat_virtio_netq_selftest(uint64_t dtb,
+                                uint32_t guest_ip,
+                                uint32_t gw_ip,
+                                uint32_t udp_port,
+                                uint64_t flags,
+                                uint64_t *out);
+
 #if defined(PLAT_KVM_ARM_REALM)
 /**
  * `int ukplat_realm_is_realm(void)`: 1 in an Arm CCA realm, 0 otherwise.

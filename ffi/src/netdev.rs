@@ -13,16 +13,18 @@ use core::ffi::{c_int, c_void};
 use core::ptr::NonNull;
 use plat_kvm_arm::fdt::Dt;
 use plat_kvm_arm::virtio::{self, AccessPlatform, MAX_MMIO};
-use plat_kvm_arm::virtio_netdev::{MAX_FRAME, NetError, NetQueue};
+use plat_kvm_arm::virtio_netdev::{MAX_FRAME, NetBufs, NetError, NetQueue};
 use spin::Mutex;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 
-type Queue = NetQueue<AccessPlatform<MmioTransport<'static>>>;
+type Queue = NetQueue<'static, AccessPlatform<MmioTransport<'static>>>;
 
-/// The device, once probed. A static: the device holds the addresses of the
-/// receive buffers inside the queue.
+/// The device, once probed.
 static DEV: Mutex<Option<Queue>> = Mutex::new(None);
+/// Its frame buffers (the device holds their addresses): lent to the queue in
+/// `DEV`, and only while `DEV` is locked and empty (see `probe`).
+static mut BUFS: NetBufs = NetBufs::new();
 
 /// `int platrs_vnet_probe(uint64_t dtb, uint8_t mac[6], uint16_t *mtu)`: starts
 /// the first virtio-mmio network device in the DTB at `dtb` (once; later calls
@@ -67,6 +69,7 @@ pub unsafe extern "C" fn platrs_vnet_probe(dtb: u64, mac: *mut u8, mtu: *mut u16
     0
 }
 
+/// Call only with `DEV` locked and empty (it lends `BUFS` to the new queue).
 fn probe(dtb: u64) -> Result<Queue, c_int> {
     let blob = crate::dtb::blob(dtb).map_err(|_| -22)?;
     let dt = Dt::open(blob).map_err(|_| -22)?;
@@ -87,7 +90,10 @@ fn probe(dtb: u64) -> Result<Queue, c_int> {
             continue;
         }
         virtio::take_features_refused();
-        let q = NetQueue::new(AccessPlatform::new(mmio));
+        // SAFETY: called only with `DEV` locked and empty, so no other queue holds
+        // `BUFS` (one that did was dropped, its device reset, before `DEV` emptied).
+        let bufs = unsafe { &mut *core::ptr::addr_of_mut!(BUFS) };
+        let q = NetQueue::new(AccessPlatform::new(mmio), bufs);
         if virtio::take_features_refused() {
             console::print(format_args!(
                 "virtio-net: the device at {base:#x} refused the features\n"
@@ -105,10 +111,17 @@ fn probe(dtb: u64) -> Result<Queue, c_int> {
 }
 
 fn given_up(e: NetError) -> c_int {
-    if e == NetError::BadUsed || e == NetError::Timeout {
-        console::print(format_args!(
-            "virtio-net: the device misbehaved ({e:?}); device given up\n"
-        ));
+    match e {
+        NetError::BadUsed { id, len: 0, .. } => console::print(format_args!(
+            "virtio-net: device returned used id {id}, not an outstanding buffer's: refused; device given up\n"
+        )),
+        NetError::BadUsed { len, cap, .. } => console::print(format_args!(
+            "virtio-net: device returned used length {len} for a {cap}-byte buffer: refused; device given up\n"
+        )),
+        NetError::Timeout => console::print(format_args!(
+            "virtio-net: the device did not complete a transmission; device given up\n"
+        )),
+        _ => {}
     }
     e.errno()
 }
@@ -189,4 +202,88 @@ pub unsafe extern "C" fn platrs_vnet_stats(out: *mut u64) -> c_int {
         unsafe { out.add(i).write(*x) };
     }
     0
+}
+
+/// `int ukplat_virtio_netq_selftest(uint64_t dtb, uint32_t guest_ip, uint32_t
+/// gw_ip, uint32_t udp_port, uint64_t flags, uint64_t out[6])`: the harness's
+/// ARP, ICMP echo and UDP echo exchanges (as `ukplat_virtio_net_selftest`, same
+/// arguments, `out` and return values) through the queue behind Unikraft's
+/// `uk_netdev` (the one [`platrs_vnet_probe`] starts), so that the driver Unikraft
+/// uses is exercised without a Unikraft tree. `flags` bit 0 (no bounce) as for
+/// the block test; `out[5]` is the pool pages in use afterwards, the queue's
+/// rings and posted buffers included (it stays up). Harness test hook, not
+/// Unikraft API.
+///
+/// # Safety
+///
+/// `out` must point at six writable `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ukplat_virtio_netq_selftest(
+    dtb: u64,
+    guest_ip: u32,
+    gw_ip: u32,
+    udp_port: u32,
+    flags: u64,
+    out: *mut u64,
+) -> c_int {
+    use plat_kvm_arm::virtio_net::{self, NetConfig, NetError as TestError};
+    let Ok(port) = u16::try_from(udp_port) else {
+        return -22;
+    };
+    if out.is_null() || port == 0 {
+        return -22;
+    }
+    if let Err(e) = ensure_pool(flags & crate::virtio::VIRTIO_SELFTEST_NO_BOUNCE != 0) {
+        return e;
+    }
+    let (mut mac, mut mtu) = ([0u8; 6], 0u16);
+    // SAFETY: local, writable.
+    let rc = unsafe { platrs_vnet_probe(dtb, mac.as_mut_ptr(), &mut mtu) };
+    if rc != 0 {
+        return rc;
+    }
+    let cfg = NetConfig {
+        guest_ip: guest_ip.to_be_bytes(),
+        gw_ip: gw_ip.to_be_bytes(),
+        udp_port: port,
+    };
+    let mut dev = DEV.lock();
+    let Some(q) = dev.as_mut() else { return -19 };
+    let mac64 = |m: [u8; 6]| m.iter().fold(0u64, |a, &b| a << 8 | b as u64);
+    match virtio_net::netq_selftest(q, &cfg) {
+        Ok(rep) => {
+            let v = [
+                mac64(rep.mac),
+                mac64(rep.gw_mac),
+                rep.sent,
+                rep.received,
+                rep.bounced,
+                rep.leaked_pages,
+            ];
+            for (i, x) in v.iter().enumerate() {
+                // SAFETY: the caller vouches for six writable u64 at `out`.
+                unsafe { out.add(i).write(*x) };
+            }
+            0
+        }
+        Err(TestError::BadUsed { id, len, cap }) => given_up(NetError::BadUsed { id, len, cap }),
+        Err(TestError::NoMemory) => {
+            console::print(format_args!("virtio-net: bounce pool full\n"));
+            -12
+        }
+        Err(TestError::Timeout(s)) => {
+            console::print(format_args!("virtio-net: no {s:?} reply\n"));
+            -110
+        }
+        Err(TestError::Mismatch(s)) => {
+            console::print(format_args!(
+                "virtio-net: {s:?} reply differs from the expected one\n"
+            ));
+            -84
+        }
+        Err(e) => {
+            console::print(format_args!("virtio-net: driver error: {e:?}\n"));
+            -5
+        }
+    }
 }

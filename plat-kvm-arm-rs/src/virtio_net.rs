@@ -14,6 +14,7 @@
 use crate::virtio::{
     AccessPlatform, PoolHal, pool_stats, release_reserved, reserve, take_features_refused,
 };
+use crate::virtio_netdev::{NetError as QError, NetQueue, RX_BUF};
 use core::ptr::NonNull;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
@@ -21,8 +22,6 @@ use virtio_drivers::transport::{DeviceType, Transport};
 
 /// Descriptors per queue (the model offers 16; QEMU 256).
 const QUEUE: usize = 16;
-/// Receive buffer: at least the crate's 1526-byte minimum.
-const RX_BUF: usize = 2048;
 /// Largest frame the test sends (Ethernet + IPv4 + UDP/ICMP + payload).
 const TX_FRAME: usize = 14 + 20 + 8 + PAYLOAD;
 /// Bytes of ICMP and UDP payload.
@@ -344,102 +343,162 @@ struct Counts {
     received: u64,
 }
 
+/// What the exchanges run over: the raw device ([`net_selftest`]) or the
+/// `uk_netdev` queue ([`netq_selftest`]).
+trait Link {
+    fn mac(&self) -> [u8; 6];
+    /// Sends `frame` and waits until the device has taken it.
+    fn send(&mut self, frame: &[u8], c: &mut Counts) -> Result<(), NetError>;
+    /// Waits for one frame; returns its range in `rx`.
+    fn recv(
+        &mut self,
+        rx: &mut [u8; RX_BUF],
+        stage: Stage,
+        c: &mut Counts,
+    ) -> Result<(usize, usize), NetError>;
+}
+
 /// The transmit buffer: header and frame.
 type TxBuf = [u8; 12 + TX_FRAME];
 
-fn transmit(
-    dev: &mut Dev<'_>,
-    buf: &mut TxBuf,
-    frame: &[u8],
-    c: &mut Counts,
-) -> Result<(), NetError> {
-    let h = dev.fill_buffer_header(buf).map_err(NetError::Driver)?;
-    let len = h + frame.len();
-    if len > buf.len() {
-        return Err(NetError::Driver(virtio_drivers::Error::InvalidParam));
-    }
-    buf[h..len].copy_from_slice(frame);
-    // One bounce slot per buffer, or -ENOMEM before the device sees anything.
-    reserve(&[len]).map_err(|_| NetError::NoMemory)?;
-    // SAFETY: `buf` is not accessed until `transmit_complete`; if we return early
-    // with it still posted, the caller drops `dev` (which resets the device)
-    // before `buf` goes out of scope.
-    let t = unsafe { dev.transmit_begin(&buf[..len]) };
-    release_reserved();
-    let t = t.map_err(NetError::Driver)?;
-    for _ in 0..NET_POLLS {
-        if let Some(u) = dev.poll_transmit() {
-            if u != t {
-                return Err(NetError::BadUsed {
-                    id: u,
-                    len: 0,
-                    cap: len as u64,
-                });
-            }
-            // SAFETY: the same buffer as `transmit_begin`'s.
-            unsafe { dev.transmit_complete(t, &buf[..len]) }.map_err(NetError::Driver)?;
-            c.sent += 1;
-            return Ok(());
-        }
-        core::hint::spin_loop();
-    }
-    Err(NetError::Timeout(Stage::Arp))
+/// The raw device, one buffer on each ring at a time.
+struct Raw<'a, 'b> {
+    dev: Dev<'a>,
+    tx: &'b mut TxBuf,
 }
 
-/// Posts `rx` and waits for one frame; returns the frame's range in `rx`.
-fn receive(
-    dev: &mut Dev<'_>,
-    rx: &mut [u8; RX_BUF],
-    stage: Stage,
-    c: &mut Counts,
-) -> Result<(usize, usize), NetError> {
-    // One bounce slot per buffer, or -ENOMEM before the device sees anything.
-    reserve(&[RX_BUF]).map_err(|_| NetError::NoMemory)?;
-    // SAFETY: `rx` is not accessed until `receive_complete`; if we return early
-    // with the buffer still posted, the caller drops `dev` (which resets the
-    // device) before `rx` goes out of scope.
-    let t = unsafe { dev.receive_begin(rx) };
-    release_reserved();
-    let t = t.map_err(NetError::Driver)?;
-    for _ in 0..NET_POLLS {
-        if let Some(u) = dev.poll_receive() {
-            if u != t {
-                return Err(NetError::BadUsed {
-                    id: u,
-                    len: 0,
-                    cap: RX_BUF as u64,
-                });
-            }
-            // SAFETY: the same buffer as `receive_begin`'s. The Hal copies back at
-            // most `RX_BUF` bytes whatever length the device claims.
-            let r = unsafe { dev.receive_complete(t, rx) };
-            let (hdr, len) = match r {
-                Ok(v) => v,
-                Err(e) => return Err(NetError::Driver(e)),
-            };
-            // The crate does not bound the device's length by the buffer.
-            if hdr.checked_add(len).is_none_or(|e| e > RX_BUF) {
-                return Err(NetError::BadUsed {
-                    id: u,
-                    len: (hdr as u64).saturating_add(len as u64),
-                    cap: RX_BUF as u64,
-                });
-            }
-            c.received += 1;
-            return Ok((hdr, hdr + len));
-        }
-        core::hint::spin_loop();
+impl Link for Raw<'_, '_> {
+    fn mac(&self) -> [u8; 6] {
+        self.dev.mac_address()
     }
-    Err(NetError::Timeout(stage))
+
+    fn send(&mut self, frame: &[u8], c: &mut Counts) -> Result<(), NetError> {
+        let (dev, buf) = (&mut self.dev, &mut *self.tx);
+        let h = dev.fill_buffer_header(buf).map_err(NetError::Driver)?;
+        let len = h + frame.len();
+        if len > buf.len() {
+            return Err(NetError::Driver(virtio_drivers::Error::InvalidParam));
+        }
+        buf[h..len].copy_from_slice(frame);
+        // One bounce slot per buffer, or -ENOMEM before the device sees anything.
+        reserve(&[len]).map_err(|_| NetError::NoMemory)?;
+        // SAFETY: `buf` is not accessed until `transmit_complete`; if we return
+        // early with it still posted, the caller drops the device (which resets
+        // it) before `buf` goes out of scope.
+        let t = unsafe { dev.transmit_begin(&buf[..len]) };
+        release_reserved();
+        let t = t.map_err(NetError::Driver)?;
+        for _ in 0..NET_POLLS {
+            if let Some(u) = dev.poll_transmit() {
+                if u != t {
+                    return Err(NetError::BadUsed {
+                        id: u,
+                        len: 0,
+                        cap: len as u64,
+                    });
+                }
+                // SAFETY: the same buffer as `transmit_begin`'s.
+                unsafe { dev.transmit_complete(t, &buf[..len]) }.map_err(NetError::Driver)?;
+                c.sent += 1;
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(NetError::Timeout(Stage::Arp))
+    }
+
+    fn recv(
+        &mut self,
+        rx: &mut [u8; RX_BUF],
+        stage: Stage,
+        c: &mut Counts,
+    ) -> Result<(usize, usize), NetError> {
+        let dev = &mut self.dev;
+        // One bounce slot per buffer, or -ENOMEM before the device sees anything.
+        reserve(&[RX_BUF]).map_err(|_| NetError::NoMemory)?;
+        // SAFETY: `rx` is not accessed until `receive_complete`; if we return early
+        // with the buffer still posted, the caller drops the device (which resets
+        // it) before `rx` goes out of scope.
+        let t = unsafe { dev.receive_begin(rx) };
+        release_reserved();
+        let t = t.map_err(NetError::Driver)?;
+        for _ in 0..NET_POLLS {
+            if let Some(u) = dev.poll_receive() {
+                if u != t {
+                    return Err(NetError::BadUsed {
+                        id: u,
+                        len: 0,
+                        cap: RX_BUF as u64,
+                    });
+                }
+                // SAFETY: the same buffer as `receive_begin`'s. The Hal copies back
+                // at most `RX_BUF` bytes whatever length the device claims.
+                let (hdr, len) =
+                    unsafe { dev.receive_complete(t, rx) }.map_err(NetError::Driver)?;
+                // The crate does not bound the device's length by the buffer.
+                if hdr.checked_add(len).is_none_or(|e| e > RX_BUF) {
+                    return Err(NetError::BadUsed {
+                        id: u,
+                        len: (hdr as u64).saturating_add(len as u64),
+                        cap: RX_BUF as u64,
+                    });
+                }
+                c.received += 1;
+                return Ok((hdr, hdr + len));
+            }
+            core::hint::spin_loop();
+        }
+        Err(NetError::Timeout(stage))
+    }
+}
+
+impl From<QError> for NetError {
+    fn from(e: QError) -> Self {
+        match e {
+            QError::BadUsed { id, len, cap } => NetError::BadUsed { id, len, cap },
+            QError::NoMemory => NetError::NoMemory,
+            QError::Timeout => NetError::Timeout(Stage::Arp),
+            QError::Invalid => NetError::Driver(virtio_drivers::Error::InvalidParam),
+            QError::Io | QError::GivenUp => NetError::Driver(virtio_drivers::Error::IoError),
+        }
+    }
+}
+
+/// The `uk_netdev` queue: several receive buffers posted, frames by copy.
+impl<T: Transport> Link for NetQueue<'_, T> {
+    fn mac(&self) -> [u8; 6] {
+        NetQueue::mac(self)
+    }
+
+    fn send(&mut self, frame: &[u8], c: &mut Counts) -> Result<(), NetError> {
+        NetQueue::send(self, frame)?;
+        c.sent += 1;
+        Ok(())
+    }
+
+    fn recv(
+        &mut self,
+        rx: &mut [u8; RX_BUF],
+        stage: Stage,
+        c: &mut Counts,
+    ) -> Result<(usize, usize), NetError> {
+        for _ in 0..NET_POLLS {
+            if let Some(n) = NetQueue::recv(self, &mut rx[..])? {
+                c.received += 1;
+                return Ok((0, n));
+            }
+            core::hint::spin_loop();
+        }
+        Err(NetError::Timeout(stage))
+    }
 }
 
 /// Sends `req` and waits for the reply `stage` expects, answering ARP requests
 /// for the guest's address on the way. Returns the reply's Ethernet source.
 #[allow(clippy::too_many_arguments)]
-fn exchange(
-    dev: &mut Dev<'_>,
+fn exchange<L: Link>(
+    link: &mut L,
     rx: &mut [u8; RX_BUF],
-    tx: &mut TxBuf,
     req: &[u8],
     stage: Stage,
     cfg: &NetConfig,
@@ -448,13 +507,13 @@ fn exchange(
     udp_payload: &[u8; PAYLOAD],
     c: &mut Counts,
 ) -> Result<[u8; 6], NetError> {
-    let mac = dev.mac_address();
-    transmit(dev, tx, req, c).map_err(|e| match e {
+    let mac = link.mac();
+    link.send(req, c).map_err(|e| match e {
         NetError::Timeout(_) => NetError::Timeout(stage),
         e => e,
     })?;
     for _ in 0..MAX_STRAY {
-        let (s, e) = receive(dev, rx, stage, c)?;
+        let (s, e) = link.recv(rx, stage, c)?;
         let f = &rx[s..e];
         match classify(f, stage, cfg, mac, gw_mac, icmp_req, udp_payload) {
             Verdict::Match => {
@@ -465,12 +524,67 @@ fn exchange(
             Verdict::Wrong => return Err(NetError::Mismatch(stage)),
             Verdict::ArpForUs(sha, spa) => {
                 let a = arp_frame(2, sha, mac, cfg.guest_ip, sha, spa);
-                transmit(dev, tx, &a, c)?;
+                link.send(&a, c)?;
             }
             Verdict::Stray => {}
         }
     }
     Err(NetError::Timeout(stage))
+}
+
+/// The three exchanges (ARP, ICMP echo, UDP echo) over `link`; returns the
+/// gateway's MAC.
+fn exchanges<L: Link>(
+    link: &mut L,
+    rx: &mut [u8; RX_BUF],
+    cfg: &NetConfig,
+    c: &mut Counts,
+) -> Result<[u8; 6], NetError> {
+    let mac = link.mac();
+    let none = [0u8; PAYLOAD];
+    let arp = arp_frame(1, [0xff; 6], mac, cfg.guest_ip, [0; 6], cfg.gw_ip);
+    let gw_mac = exchange(link, rx, &arp, Stage::Arp, cfg, [0; 6], &[], &none, c)?;
+
+    let ping = icmp_echo(8, 0x5052, 1, &payload(0x49));
+    let mut f = [0u8; TX_FRAME];
+    let n = ipv4_frame(&mut f, gw_mac, mac, cfg.guest_ip, cfg.gw_ip, 1, &ping);
+    exchange(link, rx, &f[..n], Stage::Icmp, cfg, gw_mac, &ping, &none, c)?;
+
+    let data = payload(0x55);
+    let udp = udp_datagram(cfg.guest_ip, cfg.gw_ip, UDP_SRC_PORT, cfg.udp_port, &data);
+    let n = ipv4_frame(&mut f, gw_mac, mac, cfg.guest_ip, cfg.gw_ip, 17, &udp);
+    exchange(link, rx, &f[..n], Stage::Udp, cfg, gw_mac, &[], &data, c)?;
+    Ok(gw_mac)
+}
+
+/// The same three exchanges through a started `uk_netdev` queue (the driver
+/// behind Unikraft's `uk_netdev`, `PLATRS_VIRTIO_NET`). `leaked_pages` reports
+/// the pool pages in use afterwards, which include the queue's own rings and
+/// posted buffers (the queue stays up).
+///
+/// # Errors
+///
+/// See [`NetError`].
+pub fn netq_selftest<T: Transport>(
+    q: &mut NetQueue<'_, T>,
+    cfg: &NetConfig,
+) -> Result<NetReport, NetError> {
+    let copied0 = pool_stats().2;
+    let mut c = Counts {
+        sent: 0,
+        received: 0,
+    };
+    let mut rx = [0u8; RX_BUF];
+    let gw_mac = exchanges(q, &mut rx, cfg, &mut c)?;
+    let (used, _, copied) = pool_stats();
+    Ok(NetReport {
+        mac: q.mac(),
+        gw_mac,
+        sent: c.sent,
+        received: c.received,
+        bounced: copied - copied0,
+        leaked_pages: used as u64,
+    })
 }
 
 /// ARP, ICMP echo and UDP echo with the gateway of `cfg` through the first
@@ -515,7 +629,7 @@ pub unsafe fn net_selftest(
     if take_features_refused() {
         return Err(NetError::FeaturesRefused);
     }
-    let mut dev = dev.map_err(|e| match e {
+    let dev = dev.map_err(|e| match e {
         virtio_drivers::Error::DmaError => NetError::NoMemory,
         e => NetError::Driver(e),
     })?;
@@ -524,53 +638,9 @@ pub unsafe fn net_selftest(
         sent: 0,
         received: 0,
     };
-    let none = [0u8; PAYLOAD];
-    let arp = arp_frame(1, [0xff; 6], mac, cfg.guest_ip, [0; 6], cfg.gw_ip);
-    let gw_mac = exchange(
-        &mut dev,
-        &mut rx,
-        &mut tx,
-        &arp,
-        Stage::Arp,
-        cfg,
-        [0; 6],
-        &[],
-        &none,
-        &mut c,
-    )?;
-
-    let ping = icmp_echo(8, 0x5052, 1, &payload(0x49));
-    let mut f = [0u8; TX_FRAME];
-    let n = ipv4_frame(&mut f, gw_mac, mac, cfg.guest_ip, cfg.gw_ip, 1, &ping);
-    exchange(
-        &mut dev,
-        &mut rx,
-        &mut tx,
-        &f[..n],
-        Stage::Icmp,
-        cfg,
-        gw_mac,
-        &ping,
-        &none,
-        &mut c,
-    )?;
-
-    let data = payload(0x55);
-    let udp = udp_datagram(cfg.guest_ip, cfg.gw_ip, UDP_SRC_PORT, cfg.udp_port, &data);
-    let n = ipv4_frame(&mut f, gw_mac, mac, cfg.guest_ip, cfg.gw_ip, 17, &udp);
-    exchange(
-        &mut dev,
-        &mut rx,
-        &mut tx,
-        &f[..n],
-        Stage::Udp,
-        cfg,
-        gw_mac,
-        &[],
-        &data,
-        &mut c,
-    )?;
-    drop(dev);
+    let mut link = Raw { dev, tx: &mut tx };
+    let gw_mac = exchanges(&mut link, &mut rx, cfg, &mut c)?;
+    drop(link);
     let (used, _, copied) = pool_stats();
     Ok(NetReport {
         mac,

@@ -10,8 +10,9 @@
 //! copy. Everything the device writes into the used rings is checked: a used id
 //! that is not outstanding, or a length beyond its buffer, is [`NetError`]'s
 //! `BadUsed`, after which the queue refuses everything (the device is given up).
-//! The queue must not move once [`NetQueue::start`] has posted its buffers: keep
-//! it in a static.
+//! The frame buffers live in a [`NetBufs`] the caller lends the queue (keep it
+//! in a static: the device holds their addresses once [`NetQueue::start`] has
+//! posted them), so that the queue itself is small and may move.
 
 use crate::virtio::{PoolHal, release_reserved, reserve};
 use virtio_drivers::device::net::VirtIONetRaw;
@@ -41,9 +42,20 @@ pub enum NetError {
     NoMemory,
     /// The device did not complete a transmission in [`TX_POLLS`] polls.
     Timeout,
-    /// The device wrote an impossible used-ring element (an id not outstanding,
-    /// a length beyond its buffer), or failed; the queue is given up.
-    BadUsed,
+    /// The device wrote an impossible used-ring element: `id` not outstanding
+    /// (`len` 0), or `len` (header included) beyond the `cap`-byte buffer. The
+    /// queue is given up.
+    BadUsed {
+        /// The descriptor id the device reported.
+        id: u16,
+        /// The length it reported (0 if the id was already wrong).
+        len: u64,
+        /// The buffer's size.
+        cap: u64,
+    },
+    /// The queue was given up earlier (after [`NetError::BadUsed`] or
+    /// [`NetError::Timeout`]).
+    GivenUp,
     /// The device refused an operation.
     Io,
 }
@@ -52,22 +64,44 @@ impl NetError {
     /// The negative errno the C side returns.
     pub fn errno(self) -> i32 {
         match self {
-            NetError::Invalid => -22,  // EINVAL
-            NetError::NoMemory => -12, // ENOMEM
-            NetError::Timeout => -110, // ETIMEDOUT
-            NetError::BadUsed => -71,  // EPROTO
-            NetError::Io => -5,        // EIO
+            NetError::Invalid => -22,                            // EINVAL
+            NetError::NoMemory => -12,                           // ENOMEM
+            NetError::Timeout => -110,                           // ETIMEDOUT
+            NetError::BadUsed { .. } | NetError::GivenUp => -71, // EPROTO
+            NetError::Io => -5,                                  // EIO
         }
     }
 }
 
-/// A started virtio-net device with its receive buffers.
-pub struct NetQueue<T: Transport> {
-    dev: VirtIONetRaw<PoolHal, T, QUEUE>,
+/// The frame buffers of a [`NetQueue`] (10 KiB: keep them in a static, not on
+/// a stack).
+pub struct NetBufs {
     rx: [[u8; RX_BUF]; RX_BUFS],
+    tx: [u8; TX_HDR + MAX_FRAME],
+}
+
+impl NetBufs {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        NetBufs {
+            rx: [[0; RX_BUF]; RX_BUFS],
+            tx: [0; TX_HDR + MAX_FRAME],
+        }
+    }
+}
+
+impl Default for NetBufs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A started virtio-net device with its receive buffers.
+pub struct NetQueue<'b, T: Transport> {
+    dev: VirtIONetRaw<PoolHal, T, QUEUE>,
+    bufs: &'b mut NetBufs,
     /// The token (head descriptor) each receive buffer is posted under.
     rx_token: [Option<u16>; RX_BUFS],
-    tx: [u8; TX_HDR + MAX_FRAME],
     mac: [u8; 6],
     broken: bool,
     /// Frames sent and received, and frames dropped (too large for the caller).
@@ -85,15 +119,16 @@ pub struct NetCounts {
     pub dropped: u64,
 }
 
-impl<T: Transport> NetQueue<T> {
-    /// Starts the device behind `transport` (rings from the bounce pool). Call
-    /// [`NetQueue::start`] once the queue sits where it will stay.
+impl<'b, T: Transport> NetQueue<'b, T> {
+    /// Starts the device behind `transport` (rings from the bounce pool), with
+    /// `bufs` for its frames. Call [`NetQueue::start`] to post the receive
+    /// buffers.
     ///
     /// # Errors
     ///
     /// [`NetError::NoMemory`] when the pool cannot hold the rings, [`NetError::Io`]
     /// when the device refuses to start.
-    pub fn new(transport: T) -> Result<Self, NetError> {
+    pub fn new(transport: T, bufs: &'b mut NetBufs) -> Result<Self, NetError> {
         let dev = VirtIONetRaw::<PoolHal, _, QUEUE>::new(transport).map_err(|e| match e {
             virtio_drivers::Error::DmaError => NetError::NoMemory,
             _ => NetError::Io,
@@ -101,9 +136,8 @@ impl<T: Transport> NetQueue<T> {
         let mac = dev.mac_address();
         Ok(NetQueue {
             dev,
-            rx: [[0; RX_BUF]; RX_BUFS],
+            bufs,
             rx_token: [None; RX_BUFS],
-            tx: [0; TX_HDR + MAX_FRAME],
             mac,
             broken: false,
             counts: NetCounts::default(),
@@ -120,7 +154,7 @@ impl<T: Transport> NetQueue<T> {
     /// # Errors
     ///
     /// [`NetError::NoMemory`] when the pool has no room for a buffer (those posted
-    /// stay posted), [`NetError::BadUsed`] after the device was given up.
+    /// stay posted), [`NetError::GivenUp`] after the device was given up.
     pub fn start(&mut self) -> Result<(), NetError> {
         for i in 0..RX_BUFS {
             self.post(i)?;
@@ -130,17 +164,17 @@ impl<T: Transport> NetQueue<T> {
 
     fn post(&mut self, i: usize) -> Result<(), NetError> {
         if self.broken {
-            return Err(NetError::BadUsed);
+            return Err(NetError::GivenUp);
         }
         if self.rx_token[i].is_some() {
             return Ok(());
         }
         // A bounce slot first, so that a full pool is an error, not a panic.
         reserve(&[RX_BUF]).map_err(|_| NetError::NoMemory)?;
-        // SAFETY: `rx[i]` belongs to the queue, which does not move after `start`
-        // (the caller keeps it in a static) and is not touched until
-        // `receive_complete` for this token, or until the device is reset on drop.
-        let t = unsafe { self.dev.receive_begin(&mut self.rx[i]) };
+        // SAFETY: `rx[i]` is lent to the queue for its lifetime and not touched
+        // until `receive_complete` for this token, or until the device is reset
+        // when the queue is dropped.
+        let t = unsafe { self.dev.receive_begin(&mut self.bufs.rx[i]) };
         release_reserved();
         self.rx_token[i] = Some(t.map_err(|_| NetError::Io)?);
         Ok(())
@@ -152,37 +186,43 @@ impl<T: Transport> NetQueue<T> {
     /// # Errors
     ///
     /// [`NetError::Invalid`] for an empty or oversized frame, [`NetError::NoMemory`],
-    /// [`NetError::Timeout`], [`NetError::BadUsed`] (device given up), [`NetError::Io`].
+    /// [`NetError::Timeout`], [`NetError::BadUsed`] or [`NetError::GivenUp`]
+    /// (device given up), [`NetError::Io`].
     pub fn send(&mut self, frame: &[u8]) -> Result<(), NetError> {
         if self.broken {
-            return Err(NetError::BadUsed);
+            return Err(NetError::GivenUp);
         }
         if frame.is_empty() || frame.len() > MAX_FRAME {
             return Err(NetError::Invalid);
         }
         let h = self
             .dev
-            .fill_buffer_header(&mut self.tx)
+            .fill_buffer_header(&mut self.bufs.tx)
             .map_err(|_| NetError::Io)?;
         let len = h + frame.len();
-        if len > self.tx.len() {
+        let tx = &mut self.bufs.tx;
+        if len > tx.len() {
             return Err(NetError::Invalid);
         }
-        self.tx[h..len].copy_from_slice(frame);
+        tx[h..len].copy_from_slice(frame);
         reserve(&[len]).map_err(|_| NetError::NoMemory)?;
         // SAFETY: `tx` is not touched until `transmit_complete`; on a timeout the
         // queue is given up and the device reset on drop before `tx` goes away.
-        let t = unsafe { self.dev.transmit_begin(&self.tx[..len]) };
+        let t = unsafe { self.dev.transmit_begin(&self.bufs.tx[..len]) };
         release_reserved();
         let t = t.map_err(|_| NetError::Io)?;
         for _ in 0..TX_POLLS {
             if let Some(u) = self.dev.poll_transmit() {
                 if u != t {
                     self.broken = true;
-                    return Err(NetError::BadUsed);
+                    return Err(NetError::BadUsed {
+                        id: u,
+                        len: 0,
+                        cap: len as u64,
+                    });
                 }
                 // SAFETY: the same buffer as `transmit_begin`'s.
-                unsafe { self.dev.transmit_complete(t, &self.tx[..len]) }
+                unsafe { self.dev.transmit_complete(t, &self.bufs.tx[..len]) }
                     .map_err(|_| NetError::Io)?;
                 self.counts.sent += 1;
                 return Ok(());
@@ -200,40 +240,48 @@ impl<T: Transport> NetQueue<T> {
     /// # Errors
     ///
     /// [`NetError::Invalid`] when `out` is smaller than the frame (it is dropped),
-    /// [`NetError::BadUsed`] (device given up), [`NetError::NoMemory`] when the
-    /// buffer cannot be re-posted, [`NetError::Io`].
+    /// [`NetError::BadUsed`] or [`NetError::GivenUp`] (device given up),
+    /// [`NetError::NoMemory`] when the buffer cannot be re-posted, [`NetError::Io`].
     pub fn recv(&mut self, out: &mut [u8]) -> Result<Option<usize>, NetError> {
         if self.broken {
-            return Err(NetError::BadUsed);
+            return Err(NetError::GivenUp);
         }
         let Some(u) = self.dev.poll_receive() else {
             return Ok(None);
         };
         let Some(i) = self.rx_token.iter().position(|t| *t == Some(u)) else {
             self.broken = true;
-            return Err(NetError::BadUsed);
+            return Err(NetError::BadUsed {
+                id: u,
+                len: 0,
+                cap: RX_BUF as u64,
+            });
         };
         self.rx_token[i] = None;
         // SAFETY: the buffer posted under token `u`. The Hal copies back at most
         // `RX_BUF` bytes whatever length the device claims.
-        let r = unsafe { self.dev.receive_complete(u, &mut self.rx[i]) };
+        let r = unsafe { self.dev.receive_complete(u, &mut self.bufs.rx[i]) };
         let (hdr, len) = match r {
             Ok(v) => v,
             Err(_) => {
                 self.broken = true;
-                return Err(NetError::BadUsed);
+                return Err(NetError::Io);
             }
         };
         // The crate does not bound the device's length by the buffer.
         if hdr.checked_add(len).is_none_or(|e| e > RX_BUF) {
             self.broken = true;
-            return Err(NetError::BadUsed);
+            return Err(NetError::BadUsed {
+                id: u,
+                len: (hdr as u64).saturating_add(len as u64),
+                cap: RX_BUF as u64,
+            });
         }
         let res = if len > out.len() {
             self.counts.dropped += 1;
             Err(NetError::Invalid)
         } else {
-            out[..len].copy_from_slice(&self.rx[i][hdr..hdr + len]);
+            out[..len].copy_from_slice(&self.bufs.rx[i][hdr..hdr + len]);
             self.counts.received += 1;
             Ok(Some(len))
         };
