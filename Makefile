@@ -165,6 +165,7 @@ ifneq ($(UK_ROOT),)
 	$(MAKE) --no-print-directory verify-realm
 	tests/e2e/run-attest-tests $(UK_ROOT) $(BUILD)
 	tests/e2e/run-blk-tests $(UK_ROOT) $(BUILD)
+	tests/e2e/run-net-tests $(UK_ROOT) $(BUILD)
 else
 	@echo "SKIPPED: Unikraft app-helloworld tests (set UK_ROOT to a Unikraft 0.17-0.21 tree)"
 endif

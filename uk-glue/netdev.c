@@ -80,6 +80,9 @@ static int platrs_vnet_rx_one(struct uk_netdev *dev __unused,
 		q->spare = nb;
 	}
 	rc = platrs_vnet_recv(nb->data, nb->len, &len);
+	/* -EPROTO once when the device misbehaves (it is given up, with one
+	 * console line); after that, no frames (0), so a polling stack is not
+	 * flooded with errors. */
 	if (rc <= 0)
 		return rc; /* 0: nothing waiting, the netbuf stays spare */
 	q->spare = NULL;

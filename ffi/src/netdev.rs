@@ -151,8 +151,10 @@ pub unsafe extern "C" fn platrs_vnet_send(frame: *const c_void, len: u64) -> c_i
 
 /// `int platrs_vnet_recv(void *buf, uint64_t cap, uint64_t *len)`: copies the
 /// next received frame into `buf` and stores its length. Returns 1 (a frame), 0
-/// (none waiting), -EINVAL (`cap` too small: that frame is dropped), -EPROTO (the
-/// device misbehaved: given up), -ENOMEM, -EIO, -ENODEV.
+/// (none waiting; also, quietly, every call after the device was given up, so
+/// that a polling stack is not flooded), -EINVAL (`cap` too small: that frame is
+/// dropped), -EPROTO (the device misbehaved: given up now, one console line),
+/// -ENOMEM, -EIO, -ENODEV.
 ///
 /// # Safety
 ///
@@ -173,6 +175,7 @@ pub unsafe extern "C" fn platrs_vnet_recv(buf: *mut c_void, cap: u64, len: *mut 
             unsafe { len.write(n as u64) };
             1
         }
+        Err(NetError::GivenUp) => 0,
         Err(e) => given_up(e),
     }
 }
