@@ -197,6 +197,7 @@ bench: $(BUILD)/harness-qemu/hello.img $(BUILD)/harness-kvmtool-realm/hello.img
 ifneq ($(UK_ROOT),)
 	tests/bench/uk-compare $(UK_ROOT) $(BUILD)
 	tests/bench/blk-compare $(UK_ROOT) $(BUILD)
+	tests/bench/net-compare $(UK_ROOT) $(BUILD)
 else
 	@echo "SKIPPED: Unikraft comparison (set UK_ROOT to a Unikraft 0.17-0.21 tree)"
 endif
