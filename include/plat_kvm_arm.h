@@ -110,8 +110,10 @@ int platrs_vnet_send(const void *frame, uint64_t len);
 /**
  * `int platrs_vnet_recv(void *buf, uint64_t cap, uint64_t *len)`: copies the
  * next received frame into `buf` and stores its length. Returns 1 (a frame), 0
- * (none waiting), -EINVAL (`cap` too small: that frame is dropped), -EPROTO (the
- * device misbehaved: given up), -ENOMEM, -EIO, -ENODEV.
+ * (none waiting; also, quietly, every call after the device was given up, so
+ * that a polling stack is not flooded), -EINVAL (`cap` too small: that frame is
+ * dropped), -EPROTO (the device misbehaved: given up now, one console line),
+ * -ENOMEM, -EIO, -ENODEV.
  *
  * # Safety
  *
