@@ -275,6 +275,56 @@ pub fn pool_stats() -> (usize, usize, u64) {
 /// `virtio_drivers::Hal` over the global pool ([`init_pool`]).
 pub struct PoolHal;
 
+/// Copies `len` bytes from `src` to `dst`, eight at a time when both are 8-byte
+/// aligned. Not `copy_nonoverlapping`, which calls the C library's `memcpy`: on
+/// Unikraft 0.17 (nolibc) that copies one byte at a time, which made a realm's
+/// bounced block I/O 8x slower than a normal VM's on the model. The volatile
+/// accesses keep LLVM from turning the loop back into that call.
+///
+/// # Safety
+///
+/// `src` readable and `dst` writable for `len` bytes, not overlapping.
+unsafe fn copy_bytes(dst: *mut u8, src: *const u8, len: usize) {
+    let mut i = 0;
+    if (dst as usize | src as usize) & 7 == 0 {
+        while i + 8 <= len {
+            // SAFETY: in bounds (i + 8 <= len) and 8-byte aligned (checked above).
+            unsafe {
+                let w = core::ptr::read_volatile(src.add(i) as *const u64);
+                core::ptr::write_volatile(dst.add(i) as *mut u64, w);
+            }
+            i += 8;
+        }
+    }
+    while i < len {
+        // SAFETY: in bounds.
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+        i += 1;
+    }
+}
+
+/// Zeroes `len` bytes at `dst`, eight at a time when aligned (as [`copy_bytes`],
+/// not the C library's byte-wise `memset`).
+///
+/// # Safety
+///
+/// `dst` writable for `len` bytes.
+unsafe fn zero_bytes(dst: *mut u8, len: usize) {
+    let mut i = 0;
+    if dst as usize & 7 == 0 {
+        while i + 8 <= len {
+            // SAFETY: in bounds and aligned.
+            unsafe { core::ptr::write_volatile(dst.add(i) as *mut u64, 0) };
+            i += 8;
+        }
+    }
+    while i < len {
+        // SAFETY: in bounds.
+        unsafe { core::ptr::write_volatile(dst.add(i), 0) };
+        i += 1;
+    }
+}
+
 // SAFETY: `dma_alloc` returns zeroed, page-aligned pool memory that no one else
 // uses until `dma_dealloc` (the bitmap hands each page out once); `share` returns
 // an address the device may use for the whole buffer (a pool slot of enough pages,
@@ -292,7 +342,7 @@ unsafe impl Hal for PoolHal {
         };
         // SAFETY: `a` is `pages` fresh pool pages, mapped read-write (init_pool's
         // contract) and owned by this allocation.
-        unsafe { core::ptr::write_bytes(a as *mut u8, 0, pages * PAGE) };
+        unsafe { zero_bytes(a as *mut u8, pages * PAGE) };
         (a, p)
     }
 
@@ -333,12 +383,12 @@ unsafe impl Hal for PoolHal {
         let dst = a as *mut u8;
         if direction == BufferDirection::DeviceToDriver {
             // SAFETY: `n` fresh pool pages, mapped read-write.
-            unsafe { core::ptr::write_bytes(dst, 0, len) };
+            unsafe { zero_bytes(dst, len) };
         } else {
             // SAFETY: the caller vouches for `buffer` (valid, not accessed
             // concurrently); `dst` has `n * PAGE >= len` bytes; the pool never
             // overlaps a driver buffer.
-            unsafe { core::ptr::copy_nonoverlapping(buffer.cast::<u8>().as_ptr(), dst, len) };
+            unsafe { copy_bytes(dst, buffer.cast::<u8>().as_ptr(), len) };
             g.copied += len as u64;
         }
         a
@@ -358,18 +408,12 @@ unsafe impl Hal for PoolHal {
             // Never more than the buffer's own length, whatever the device wrote.
             // SAFETY: `paddr..+len` is inside the pool (checked); `buffer` is the
             // caller's, valid for `len` bytes.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    paddr as *const u8,
-                    buffer.cast::<u8>().as_ptr(),
-                    len,
-                )
-            };
+            unsafe { copy_bytes(buffer.cast::<u8>().as_ptr(), paddr as *const u8, len) };
             g.copied += len as u64;
         }
         // The slot keeps no data of this request for the next one.
         // SAFETY: as above, pool memory of this slot.
-        unsafe { core::ptr::write_bytes(paddr as *mut u8, 0, n * PAGE) };
+        unsafe { zero_bytes(paddr as *mut u8, n * PAGE) };
         if g.pool.free(paddr, n).is_err() {
             panic!("virtio: unshare of {paddr:#x} not a bounce slot");
         }
@@ -726,6 +770,37 @@ pub unsafe fn blk_selftest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_copy_and_zero_match_byte_semantics() {
+        let mut src = [0u8; 100];
+        for (i, b) in src.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37) ^ 0x5a;
+        }
+        // Aligned and unaligned ends, every length up to 40 and a long one.
+        for (so, d_o) in [(0, 0), (1, 0), (0, 3), (5, 5), (8, 16)] {
+            for len in (0..40).chain([83]) {
+                if so + len > src.len() || d_o + len > 100 {
+                    continue;
+                }
+                let mut dst = [0xeeu8; 112];
+                // 8-byte aligned base for the destination.
+                let base = dst.as_mut_ptr().align_offset(8);
+                // SAFETY: both ranges in bounds, distinct vectors.
+                unsafe { copy_bytes(dst.as_mut_ptr().add(base + d_o), src.as_ptr().add(so), len) };
+                assert_eq!(&dst[base + d_o..base + d_o + len], &src[so..so + len]);
+                assert!(dst[..base + d_o].iter().all(|&b| b == 0xee), "before");
+                assert!(dst[base + d_o + len..].iter().all(|&b| b == 0xee), "after");
+                // SAFETY: in bounds.
+                unsafe { zero_bytes(dst.as_mut_ptr().add(base + d_o), len) };
+                assert!(dst[base + d_o..base + d_o + len].iter().all(|&b| b == 0));
+                assert!(
+                    dst[base + d_o + len..].iter().all(|&b| b == 0xee),
+                    "zero after"
+                );
+            }
+        }
+    }
 
     #[test]
     fn pool_alloc_free() {
