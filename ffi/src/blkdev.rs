@@ -7,16 +7,12 @@
 //! polled: Unikraft's `finish_reqs` completes what the device has finished.
 
 use crate::console;
-use crate::state;
-use crate::virtio::ensure_pool;
 use core::ffi::{c_int, c_void};
-use core::ptr::NonNull;
-use plat_kvm_arm::fdt::Dt;
-use plat_kvm_arm::virtio::{self, AccessPlatform, MAX_MMIO};
+use plat_kvm_arm::virtio::{self, AccessPlatform};
 use plat_kvm_arm::virtio_blkdev::BlkQueue;
 use spin::Mutex;
-use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::mmio::MmioTransport;
 
 type Queue = BlkQueue<AccessPlatform<MmioTransport<'static>>>;
 
@@ -56,40 +52,9 @@ pub unsafe extern "C" fn platrs_vblk_probe(dtb: u64, info: *mut u64) -> c_int {
 }
 
 fn probe(dtb: u64) -> Result<Queue, c_int> {
-    let blob = crate::dtb::blob(dtb).map_err(|_| -22)?;
-    let dt = Dt::open(blob).map_err(|_| -22)?;
-    let mut w = [(0, 0); MAX_MMIO];
-    let n = virtio::find_mmio(&dt, &mut w).map_err(|_| -22)?;
-    ensure_pool(false)?;
-    let sb = state::shared_bit();
-    for &(base, size) in &w[..n] {
-        let Some(header) = NonNull::new((base | sb) as *mut VirtIOHeader) else {
-            continue;
-        };
-        // SAFETY: a virtio-mmio window from the DT, mapped by the boot map (at its
-        // alias in a realm), used by this driver only.
-        let Ok(mmio) = (unsafe { MmioTransport::new(header, size as usize) }) else {
-            continue;
-        };
-        if mmio.device_type() != DeviceType::Block {
-            continue;
-        }
-        virtio::take_features_refused();
-        let q = BlkQueue::new(AccessPlatform::new(mmio));
-        if virtio::take_features_refused() {
-            console::print(format_args!(
-                "virtio-blk: the device at {base:#x} refused the features\n"
-            ));
-            return Err(-1);
-        }
-        return q.map_err(|e| {
-            console::print(format_args!(
-                "virtio-blk: the device at {base:#x} did not start: {e:?}\n"
-            ));
-            e.errno()
-        });
-    }
-    Err(-19)
+    crate::virtio::start_first_device(dtb, DeviceType::Block, "virtio-blk", BlkQueue::new, |e| {
+        e.errno()
+    })
 }
 
 /// `int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf,

@@ -7,16 +7,13 @@
 //! polled.
 
 use crate::console;
-use crate::state;
 use crate::virtio::ensure_pool;
 use core::ffi::{c_int, c_void};
-use core::ptr::NonNull;
-use plat_kvm_arm::fdt::Dt;
-use plat_kvm_arm::virtio::{self, AccessPlatform, MAX_MMIO};
+use plat_kvm_arm::virtio::{self, AccessPlatform};
 use plat_kvm_arm::virtio_netdev::{MAX_FRAME, NetBufs, NetError, NetQueue};
 use spin::Mutex;
-use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::mmio::MmioTransport;
 
 type Queue = NetQueue<'static, AccessPlatform<MmioTransport<'static>>>;
 
@@ -71,43 +68,16 @@ pub unsafe extern "C" fn platrs_vnet_probe(dtb: u64, mac: *mut u8, mtu: *mut u16
 
 /// Call only with `DEV` locked and empty (it lends `BUFS` to the new queue).
 fn probe(dtb: u64) -> Result<Queue, c_int> {
-    let blob = crate::dtb::blob(dtb).map_err(|_| -22)?;
-    let dt = Dt::open(blob).map_err(|_| -22)?;
-    let mut w = [(0, 0); MAX_MMIO];
-    let n = virtio::find_mmio(&dt, &mut w).map_err(|_| -22)?;
-    ensure_pool(false)?;
-    let sb = state::shared_bit();
-    for &(base, size) in &w[..n] {
-        let Some(header) = NonNull::new((base | sb) as *mut VirtIOHeader) else {
-            continue;
-        };
-        // SAFETY: a virtio-mmio window from the DT, mapped by the boot map (at its
-        // alias in a realm), used by this driver only.
-        let Ok(mmio) = (unsafe { MmioTransport::new(header, size as usize) }) else {
-            continue;
-        };
-        if mmio.device_type() != DeviceType::Network {
-            continue;
-        }
-        virtio::take_features_refused();
-        // SAFETY: called only with `DEV` locked and empty, so no other queue holds
-        // `BUFS` (one that did was dropped, its device reset, before `DEV` emptied).
-        let bufs = unsafe { &mut *core::ptr::addr_of_mut!(BUFS) };
-        let q = NetQueue::new(AccessPlatform::new(mmio), bufs);
-        if virtio::take_features_refused() {
-            console::print(format_args!(
-                "virtio-net: the device at {base:#x} refused the features\n"
-            ));
-            return Err(-1);
-        }
-        return q.map_err(|e| {
-            console::print(format_args!(
-                "virtio-net: the device at {base:#x} did not start: {e:?}\n"
-            ));
-            e.errno()
-        });
-    }
-    Err(-19)
+    // SAFETY: called only with `DEV` locked and empty, so no other queue holds
+    // `BUFS` (one that did was dropped, its device reset, before `DEV` emptied).
+    let bufs = unsafe { &mut *core::ptr::addr_of_mut!(BUFS) };
+    crate::virtio::start_first_device(
+        dtb,
+        DeviceType::Network,
+        "virtio-net",
+        |t| NetQueue::new(t, bufs),
+        |e| e.errno(),
+    )
 }
 
 fn given_up(e: NetError) -> c_int {
@@ -252,41 +222,9 @@ pub unsafe extern "C" fn ukplat_virtio_netq_selftest(
     };
     let mut dev = DEV.lock();
     let Some(q) = dev.as_mut() else { return -19 };
-    let mac64 = |m: [u8; 6]| m.iter().fold(0u64, |a, &b| a << 8 | b as u64);
     match virtio_net::netq_selftest(q, &cfg) {
-        Ok(rep) => {
-            let v = [
-                mac64(rep.mac),
-                mac64(rep.gw_mac),
-                rep.sent,
-                rep.received,
-                rep.bounced,
-                rep.leaked_pages,
-            ];
-            for (i, x) in v.iter().enumerate() {
-                // SAFETY: the caller vouches for six writable u64 at `out`.
-                unsafe { out.add(i).write(*x) };
-            }
-            0
-        }
+        // The queue's own wording: it gives the device up.
         Err(TestError::BadUsed { id, len, cap }) => given_up(NetError::BadUsed { id, len, cap }),
-        Err(TestError::NoMemory) => {
-            console::print(format_args!("virtio-net: bounce pool full\n"));
-            -12
-        }
-        Err(TestError::Timeout(s)) => {
-            console::print(format_args!("virtio-net: no {s:?} reply\n"));
-            -110
-        }
-        Err(TestError::Mismatch(s)) => {
-            console::print(format_args!(
-                "virtio-net: {s:?} reply differs from the expected one\n"
-            ));
-            -84
-        }
-        Err(e) => {
-            console::print(format_args!("virtio-net: driver error: {e:?}\n"));
-            -5
-        }
+        r => crate::virtio_net::report(r, out).unwrap_or(-19),
     }
 }

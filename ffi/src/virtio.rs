@@ -16,6 +16,8 @@ use plat_kvm_arm::fdt::Dt;
 use plat_kvm_arm::psci::Conduit;
 use plat_kvm_arm::rsi::{self, ChangeDestroyed};
 use plat_kvm_arm::virtio::{self, BlkError, MAX_MMIO};
+#[cfg(any(feature = "virtio-blk", feature = "virtio-net"))]
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
 /// Bytes of the bounce pool: Kconfig `PLATRS_VIRTIO_POOL_KB` in a Unikraft build
 /// (Makefile.uk passes it as `PLAT_VIRTIO_POOL_KB`), 128 KiB otherwise.
@@ -180,4 +182,55 @@ pub unsafe extern "C" fn ukplat_virtio_blk_selftest(
         return code;
     }
     -19 // ENODEV
+}
+
+/// Starts the first virtio-mmio device of type `want` in the DTB at `dtb` (reached
+/// at its alias in a realm) with `start`, the driver's constructor, after making
+/// sure the pool exists. A device that clears FEATURES_OK, or a constructor that
+/// fails, is one console line naming `name` and the window. Returns the driver,
+/// or -EINVAL (bad DTB), -ENODEV (no such device), -ENOMEM (no pool), -EPERM
+/// (features refused) or the constructor's `errno`.
+#[cfg(any(feature = "virtio-blk", feature = "virtio-net"))]
+pub(crate) fn start_first_device<Q, E: core::fmt::Debug>(
+    dtb: u64,
+    want: virtio_drivers::transport::DeviceType,
+    name: &str,
+    start: impl FnOnce(virtio::AccessPlatform<MmioTransport<'static>>) -> Result<Q, E>,
+    errno: impl FnOnce(&E) -> c_int,
+) -> Result<Q, c_int> {
+    use virtio_drivers::transport::Transport;
+    let blob = crate::dtb::blob(dtb).map_err(|_| -22)?;
+    let dt = Dt::open(blob).map_err(|_| -22)?;
+    let mut w = [(0, 0); MAX_MMIO];
+    let n = virtio::find_mmio(&dt, &mut w).map_err(|_| -22)?;
+    ensure_pool(false)?;
+    let sb = state::shared_bit();
+    for &(base, size) in &w[..n] {
+        let Some(header) = core::ptr::NonNull::new((base | sb) as *mut VirtIOHeader) else {
+            continue;
+        };
+        // SAFETY: a virtio-mmio window from the DT, mapped by the boot map (at its
+        // alias in a realm), used by this driver only.
+        let Ok(mmio) = (unsafe { MmioTransport::new(header, size as usize) }) else {
+            continue;
+        };
+        if mmio.device_type() != want {
+            continue;
+        }
+        virtio::take_features_refused();
+        let q = start(virtio::AccessPlatform::new(mmio));
+        if virtio::take_features_refused() {
+            console::print(format_args!(
+                "{name}: the device at {base:#x} refused the features\n"
+            ));
+            return Err(-1);
+        }
+        return q.map_err(|e| {
+            console::print(format_args!(
+                "{name}: the device at {base:#x} did not start: {e:?}\n"
+            ));
+            errno(&e)
+        });
+    }
+    Err(-19)
 }

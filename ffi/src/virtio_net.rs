@@ -14,6 +14,61 @@ fn mac64(m: [u8; 6]) -> u64 {
     m.iter().fold(0, |a, &b| a << 8 | b as u64)
 }
 
+/// A self-test's result as the harness hooks return it: `out[0..6]` filled and 0,
+/// or a negative errno with one console line saying why; `None` for a window that
+/// is not a network device.
+pub(crate) fn report(r: Result<virtio_net::NetReport, NetError>, out: *mut u64) -> Option<c_int> {
+    Some(match r {
+        Ok(rep) => {
+            let v = [
+                mac64(rep.mac),
+                mac64(rep.gw_mac),
+                rep.sent,
+                rep.received,
+                rep.bounced,
+                rep.leaked_pages,
+            ];
+            for (i, x) in v.iter().enumerate() {
+                // SAFETY: the hooks' callers vouch for six writable u64 at `out`.
+                unsafe { out.add(i).write(*x) };
+            }
+            0
+        }
+        Err(NetError::NotNet) => return None,
+        Err(NetError::FeaturesRefused) => -1,
+        Err(NetError::NoMemory) => {
+            console::print(format_args!("virtio-net: bounce pool full\n"));
+            -12
+        }
+        Err(NetError::Timeout(s)) => {
+            console::print(format_args!("virtio-net: no {s:?} reply\n"));
+            -110
+        }
+        Err(NetError::Mismatch(s)) => {
+            console::print(format_args!(
+                "virtio-net: {s:?} reply differs from the expected one\n"
+            ));
+            -84
+        }
+        Err(NetError::BadUsed { id, len: 0, .. }) => {
+            console::print(format_args!(
+                "virtio-net: device returned used id {id}, not the outstanding buffer's: refused\n"
+            ));
+            -71
+        }
+        Err(NetError::BadUsed { len, cap, .. }) => {
+            console::print(format_args!(
+                "virtio-net: device returned used length {len} for a {cap}-byte buffer: refused\n"
+            ));
+            -71
+        }
+        Err(NetError::Driver(e)) => {
+            console::print(format_args!("virtio-net: driver error: {e:?}\n"));
+            -5
+        }
+    })
+}
+
 /// `int ukplat_virtio_net_selftest(uint64_t dtb, uint32_t guest_ip, uint32_t
 /// gw_ip, uint32_t udp_port, uint64_t flags, uint64_t out[6])`: through the first
 /// `virtio,mmio` network device in the DTB at `dtb`, asks the gateway `gw_ip` for
@@ -76,55 +131,10 @@ pub unsafe extern "C" fn ukplat_virtio_net_selftest(
                 flags & VIRTIO_SELFTEST_NO_ACCESS_PLATFORM == 0,
             )
         };
-        return match r {
-            Ok(rep) => {
-                let v = [
-                    mac64(rep.mac),
-                    mac64(rep.gw_mac),
-                    rep.sent,
-                    rep.received,
-                    rep.bounced,
-                    rep.leaked_pages,
-                ];
-                for (i, x) in v.iter().enumerate() {
-                    // SAFETY: the caller vouches for six writable u64 at `out`.
-                    unsafe { out.add(i).write(*x) };
-                }
-                0
-            }
-            Err(NetError::NotNet) => continue,
-            Err(NetError::FeaturesRefused) => -1,
-            Err(NetError::NoMemory) => {
-                console::print(format_args!("virtio-net: bounce pool full\n"));
-                -12
-            }
-            Err(NetError::Timeout(s)) => {
-                console::print(format_args!("virtio-net: no {s:?} reply\n"));
-                -110
-            }
-            Err(NetError::Mismatch(s)) => {
-                console::print(format_args!(
-                    "virtio-net: {s:?} reply differs from the expected one\n"
-                ));
-                -84
-            }
-            Err(NetError::BadUsed { id, len: 0, .. }) => {
-                console::print(format_args!(
-                    "virtio-net: device returned used id {id}, not the outstanding buffer's: refused\n"
-                ));
-                -71
-            }
-            Err(NetError::BadUsed { len, cap, .. }) => {
-                console::print(format_args!(
-                    "virtio-net: device returned used length {len} for a {cap}-byte buffer: refused\n"
-                ));
-                -71
-            }
-            Err(NetError::Driver(e)) => {
-                console::print(format_args!("virtio-net: driver error: {e:?}\n"));
-                -5
-            }
-        };
+        match report(r, out) {
+            Some(code) => return code,
+            None => continue, // not a network device
+        }
     }
     -19 // ENODEV
 }
