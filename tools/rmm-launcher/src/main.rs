@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../../../tests/vmm-model/common/net_gateway.rs"]
+mod net_gateway;
 mod rmi;
 #[path = "../../../tests/vmm-model/common/sha256.rs"]
 #[allow(dead_code)]
@@ -15,6 +17,8 @@ mod sha512;
 mod sys;
 mod vgic;
 mod virtio_blk;
+mod virtio_net;
+mod virtq;
 
 use sha512::Algo;
 use sys::{log, mrs};
@@ -83,8 +87,11 @@ struct Params {
     cpus: u64,
     rpv_len: u64,
     rpv: [u8; 64],
-    /// Version 2 of the block (magic RMMLNCH2) only: virtio-blk sectors (0: none).
+    /// Version 2 of the block (magic RMMLNCH2) and later: virtio-blk sectors (0: none).
     virtio_blk_sectors: u64,
+    /// Version 3 (RMMLNCH3) only: the virtio-net (0: none, 1: well behaved,
+    /// 2: hostile used length, 3: hostile used id).
+    virtio_net: u64,
 }
 
 fn stop(code: u32, args: core::fmt::Arguments) -> ! {
@@ -418,7 +425,7 @@ impl Host {
 }
 
 /// The device side of shared memory: the NS page behind an unprotected IPA.
-impl virtio_blk::GuestMem for Host {
+impl virtq::GuestMem for Host {
     fn unprotected_page(&mut self, page_ipa: u64) -> Option<u64> {
         if let Some(i) = self.unprot[..self.n_unprot]
             .iter()
@@ -580,6 +587,9 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
     if blk().claims(a) {
         return blk().mmio(h, a, write, val, size);
     }
+    if net().claims(a) {
+        return net().mmio(h, a, write, val, size);
+    }
     let g = vgic();
     if g.claims(a) {
         return g.mmio(a, write, val, size);
@@ -598,11 +608,17 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
 
 static mut VGIC: vgic::VGic = vgic::VGic::new();
 static mut BLK: virtio_blk::Blk = virtio_blk::Blk::new();
+static mut NET: virtio_net::Net = virtio_net::Net::new();
 
 fn blk() -> &'static mut virtio_blk::Blk {
     // SAFETY: single CPU; only the REC_ENTER loop's MMIO handler and the
     // final counters use it, never at the same time.
     unsafe { &mut *core::ptr::addr_of_mut!(BLK) }
+}
+
+fn net() -> &'static mut virtio_net::Net {
+    // SAFETY: as `blk`.
+    unsafe { &mut *core::ptr::addr_of_mut!(NET) }
 }
 
 fn vgic() -> &'static mut vgic::VGic {
@@ -618,8 +634,10 @@ extern "C" fn rust_main() -> ! {
     let freq = mrs!("cntfrq_el0").max(1);
     // SAFETY: the runner's loader wrote the block; it is plain data.
     let p = unsafe { &*(PARAMS as *const Params) };
-    // Version 1 of the block ends before `virtio_blk_sectors`.
-    let v2_block = &p.magic == b"RMMLNCH2";
+    // Version 1 of the block ends before `virtio_blk_sectors`, version 2
+    // before `virtio_net`.
+    let v3_block = &p.magic == b"RMMLNCH3";
+    let v2_block = &p.magic == b"RMMLNCH2" || v3_block;
     if &p.magic != b"RMMLNCH1" && !v2_block {
         stop(
             status::CONFIG_ERROR,
@@ -755,6 +773,38 @@ extern "C" fn rust_main() -> ! {
             sectors,
             virtio_blk::MMIO_IPA,
             virtio_blk::MMIO_IPA | h.shared
+        );
+    }
+    let net_mode = if v3_block { p.virtio_net } else { 0 };
+    if net_mode != 0 {
+        use virtio_net::Hostile;
+        let hostile = match net_mode {
+            1 => Hostile::None,
+            2 => Hostile::Len,
+            3 => Hostile::Id,
+            m => stop(
+                status::CONFIG_ERROR,
+                format_args!("CONFIG ERROR: virtio-net mode {m} (1..3)"),
+            ),
+        };
+        // The machine model's DTB: the window after the virtio-blk's, if any
+        // (kvmtool hands virtio-mmio windows out in order).
+        let base = virtio_blk::MMIO_IPA
+            + if sectors != 0 {
+                virtio_blk::MMIO_SIZE
+            } else {
+                0
+            };
+        net().init(base, hostile, h.shared, RAM_IPA, ram_end);
+        log!(
+            "virtio-net: gateway 192.168.33.1 (ARP, ICMP echo, UDP echo on port 7) on virtio-mmio at IPA {:#x} (unprotected alias {:#x}){}",
+            base,
+            base | h.shared,
+            match hostile {
+                Hostile::None => "",
+                Hostile::Len => "; hostile: used lengths beyond the buffer",
+                Hostile::Id => "; hostile: used ids outside the queue",
+            }
         );
     }
     if v2 {
@@ -1004,11 +1054,25 @@ extern "C" fn rust_main() -> ! {
             "virtio-blk: requests={} bytes={} virtio-protected-dma={} mmio-exits={} notifies={} shared-pages={} device {}",
             b.requests,
             b.bytes,
-            b.protected_dma,
+            b.dma.protected,
             b.mmio_exits,
             b.notifies,
             h.n_unprot,
             b.status_name()
+        );
+    }
+    let n = net();
+    if n.present() {
+        log!(
+            "virtio-net: sent={} received={} dropped={} virtio-protected-dma={} mmio-exits={} notifies={} shared-pages={} device {}",
+            n.tx,
+            n.rx,
+            n.dropped,
+            n.dma.protected,
+            n.mmio_exits,
+            n.notifies,
+            h.n_unprot,
+            n.status_name()
         );
     }
     if p.flags & FLAG_NO_TEARDOWN == 0 {

@@ -7,38 +7,25 @@
 //! The register semantics and the checks follow the machine model's device
 //! (tests/vmm-model/model/src/virtio.rs). That file is not shared by `#[path]`:
 //! it is written against the model's own configuration, memory layout, lock
-//! and RIPAS tracker (`crate::cfg`, `crate::layout`, `crate::realm`), and
-//! reaches guest RAM as one flat range. Here guest memory is only the realm's
-//! unprotected IPAs, each page backed by whichever NS page the launcher mapped
-//! there (`GuestMem`), so every copy goes page by page through that mapping.
-//!
-//! Everything the realm hands the device is hostile input: queue size,
-//! indices, descriptor chains (bounded by the queue size, so loops end),
-//! lengths and addresses are checked, and a bad one puts the device in
-//! DEVICE_NEEDS_RESET instead of touching launcher memory. An address without
-//! the shared bit (protected realm memory) is never read or written: it is
-//! counted (`protected_dma`, the model's `virtio-protected-dma`) and refused.
+//! and RIPAS tracker, and reaches guest RAM as one flat range. Here the realm's
+//! shared memory and the virtqueue are reached through `virtq.rs`, which the
+//! virtio-net shares; everything the realm hands the device is hostile input.
 
 use crate::sys::log;
+use crate::virtq::{
+    Bad, CHAIN0, DESC_F_WRITE, Dma, GuestMem, QUEUE_MAX, Queue, S_DRIVER_OK, S_FEATURES_OK,
+    S_NEEDS_RESET, config_read, status_name,
+};
 
 /// Guest IPA of the device window (protected-half address; the realm uses it
 /// with the shared bit) and its size (kvmtool's VIRTIO_MMIO_IO_SIZE).
 pub const MMIO_IPA: u64 = 0x0300_0000;
 pub const MMIO_SIZE: u64 = 0x200;
-const QUEUE_MAX: u32 = 16;
-const PAGE: u64 = 0x1000;
 
 const F_VERSION_1: u64 = 1 << 32;
 const F_ACCESS_PLATFORM: u64 = 1 << 33;
 /// A realm's device: the driver must accept both (as kvmtool-cca offers them).
 const FEATURES: u64 = F_VERSION_1 | F_ACCESS_PLATFORM;
-
-const S_ACKNOWLEDGE: u32 = 1;
-const S_DRIVER: u32 = 2;
-const S_DRIVER_OK: u32 = 4;
-const S_FEATURES_OK: u32 = 8;
-const S_NEEDS_RESET: u32 = 0x40;
-const S_FAILED: u32 = 0x80;
 
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
@@ -48,59 +35,26 @@ const BLK_OK: u8 = 0;
 const BLK_IOERR: u8 = 1;
 const BLK_UNSUPP: u8 = 2;
 
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-const DESC_F_INDIRECT: u16 = 4;
-
-/// The host side of the realm's shared memory.
-pub trait GuestMem {
-    /// The host (NS, identity-mapped) address of the page backing the
-    /// unprotected IPA `page_ipa` (page aligned, shared bit set, inside the
-    /// alias of realm RAM), mapping one if needed; `None` if the host cannot.
-    fn unprotected_page(&mut self, page_ipa: u64) -> Option<u64>;
-}
-
-/// Why a request could not be served: the device stops (NEEDS_RESET).
-pub struct Bad;
-
 pub struct Blk {
     queue_sel: u32,
     dev_feat_sel: u32,
     drv_feat_sel: u32,
     driver_features: u64,
     status: u32,
-    queue_num: u32,
-    ready: bool,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    last_avail: u16,
+    q: Queue,
     isr: u32,
     /// Host address and size in bytes of the disk (size 0: no device).
     disk: u64,
     size: u64,
-    /// The realm's shared bit and its RAM [base, end) (protected IPAs).
-    shared: u64,
-    ram: (u64, u64),
+    pub dma: Dma,
     // counters
     pub requests: u64,
     /// Bytes moved through request buffers (headers, data, status bytes).
     pub bytes: u64,
-    pub protected_dma: u64,
     pub mmio_exits: u64,
     pub notifies: u64,
 }
 
-#[derive(Clone, Copy)]
-struct Desc {
-    addr: u64,
-    len: u32,
-    flags: u16,
-}
-
-fn le16(b: &[u8]) -> u16 {
-    u16::from_le_bytes([b[0], b[1]])
-}
 fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -116,20 +70,13 @@ impl Blk {
             drv_feat_sel: 0,
             driver_features: 0,
             status: 0,
-            queue_num: 0,
-            ready: false,
-            desc: 0,
-            avail: 0,
-            used: 0,
-            last_avail: 0,
+            q: Queue::RESET,
             isr: 0,
             disk: 0,
             size: 0,
-            shared: 0,
-            ram: (0, 0),
+            dma: Dma::new("virtio-blk"),
             requests: 0,
             bytes: 0,
-            protected_dma: 0,
             mmio_exits: 0,
             notifies: 0,
         }
@@ -140,8 +87,7 @@ impl Blk {
     pub fn init(&mut self, disk: u64, size: u64, shared: u64, ram_base: u64, ram_end: u64) {
         self.disk = disk;
         self.size = size;
-        self.shared = shared;
-        self.ram = (ram_base, ram_end);
+        self.dma.init(shared, ram_base, ram_end);
     }
 
     pub fn present(&self) -> bool {
@@ -159,12 +105,7 @@ impl Blk {
         self.drv_feat_sel = 0;
         self.driver_features = 0;
         self.status = 0;
-        self.queue_num = 0;
-        self.ready = false;
-        self.desc = 0;
-        self.avail = 0;
-        self.used = 0;
-        self.last_avail = 0;
+        self.q = Queue::RESET;
         self.isr = 0;
     }
 
@@ -192,14 +133,7 @@ impl Blk {
         if off >= 0x100 {
             // Config space: capacity (u64, sectors) at 0.
             let cfg = (self.size / 512).to_le_bytes();
-            let mut v = 0u64;
-            for i in 0..size.min(8) {
-                let o = (off - 0x100 + i) as usize;
-                if o < 8 {
-                    v |= (cfg[o] as u64) << (8 * i);
-                }
-            }
-            return v;
+            return config_read(&cfg, off - 0x100, size);
         }
         if size != 4 {
             return 0; // the register area is 32-bit only
@@ -215,7 +149,7 @@ impl Blk {
                 _ => 0,
             },
             0x034 if self.queue_sel == 0 => QUEUE_MAX,
-            0x044 if self.queue_sel == 0 => self.ready as u32,
+            0x044 if self.queue_sel == 0 => self.q.ready as u32,
             0x060 => self.isr,
             0x070 => self.status,
             _ => 0,
@@ -237,13 +171,6 @@ impl Blk {
             0x024 => self.drv_feat_sel = v,
             // One queue, index 0: the others read QueueNumMax 0 and ignore writes.
             0x030 => self.queue_sel = v,
-            _ if self.queue_sel != 0
-                && (0x038..0x0b0).contains(&off)
-                && off != 0x050
-                && off != 0x064
-                && off != 0x070 => {}
-            0x038 => self.queue_num = v,
-            0x044 => self.ready = v & 1 != 0,
             0x050 if v == 0 => {
                 self.notifies += 1;
                 self.process(mem);
@@ -270,89 +197,9 @@ impl Blk {
                 }
                 self.status = v | (self.status & S_NEEDS_RESET);
             }
-            0x080 => self.desc = (self.desc & !0xffff_ffff) | v as u64,
-            0x084 => self.desc = (self.desc & 0xffff_ffff) | (v as u64) << 32,
-            0x090 => self.avail = (self.avail & !0xffff_ffff) | v as u64,
-            0x094 => self.avail = (self.avail & 0xffff_ffff) | (v as u64) << 32,
-            0x0a0 => self.used = (self.used & !0xffff_ffff) | v as u64,
-            0x0a4 => self.used = (self.used & 0xffff_ffff) | (v as u64) << 32,
+            _ if self.queue_sel == 0 => self.q.write_reg(off, v),
             _ => {}
         }
-    }
-
-    /// Checks that [addr, addr + len) is shared realm memory (the RAM alias):
-    /// an address without the shared bit is protected memory, counted and
-    /// refused; anything outside the alias of RAM is refused.
-    fn check(&mut self, addr: u64, len: u64) -> Result<(), Bad> {
-        let sb = self.shared;
-        let ipa = addr & !sb;
-        let end = ipa.checked_add(len).ok_or(Bad)?;
-        if addr & !(sb | (sb - 1)) != 0 || ipa < self.ram.0 || end > self.ram.1 {
-            log!(
-                "virtio-blk: DMA to {:#x}+{:#x} outside the realm's RAM: device needs reset",
-                addr,
-                len
-            );
-            return Err(Bad);
-        }
-        if addr & sb == 0 {
-            self.protected_dma += 1;
-            if self.protected_dma <= 8 {
-                log!(
-                    "virtio-blk: DMA to protected realm memory at {:#x}+{:#x} refused",
-                    addr,
-                    len
-                );
-            }
-            return Err(Bad);
-        }
-        Ok(())
-    }
-
-    /// Walks the checked range [addr, addr + len) page by page through the
-    /// host's mapping of the unprotected alias: `f(host address, offset in
-    /// the range, bytes)` for each piece, each within one NS page.
-    fn walk(
-        &mut self,
-        mem: &mut impl GuestMem,
-        addr: u64,
-        len: u64,
-        mut f: impl FnMut(u64, usize, usize),
-    ) -> Result<(), Bad> {
-        self.check(addr, len)?;
-        let mut a = addr;
-        let end = addr + len; // no overflow: checked
-        while a < end {
-            let Some(pa) = mem.unprotected_page(a & !(PAGE - 1)) else {
-                log!(
-                    "virtio-blk: no host page for the shared IPA {:#x}: device needs reset",
-                    a
-                );
-                return Err(Bad);
-            };
-            let n = (end - a).min(PAGE - (a & (PAGE - 1)));
-            f(pa + (a & (PAGE - 1)), (a - addr) as usize, n as usize);
-            a += n;
-        }
-        Ok(())
-    }
-
-    fn rd<const N: usize>(&mut self, mem: &mut impl GuestMem, addr: u64) -> Result<[u8; N], Bad> {
-        let mut out = [0u8; N];
-        self.walk(mem, addr, N as u64, |pa, off, n| {
-            // SAFETY: `pa..pa + n` lies within one NS page the launcher
-            // mapped (identity, Normal memory) as the realm's shared memory;
-            // `off + n <= N` (walk splits [addr, addr + N)).
-            unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, out[off..].as_mut_ptr(), n) }
-        })?;
-        Ok(out)
-    }
-
-    fn wr(&mut self, mem: &mut impl GuestMem, addr: u64, data: &[u8]) -> Result<(), Bad> {
-        self.walk(mem, addr, data.len() as u64, |pa, off, n| {
-            // SAFETY: as in `rd`, with `off + n <= data.len()`.
-            unsafe { core::ptr::copy_nonoverlapping(data[off..].as_ptr(), pa as *mut u8, n) }
-        })
     }
 
     fn fail(&mut self, why: &str) {
@@ -366,55 +213,25 @@ impl Blk {
         if self.status & S_DRIVER_OK == 0
             || self.status & S_FEATURES_OK == 0
             || self.status & S_NEEDS_RESET != 0
-            || !self.ready
+            || !self.q.ready
         {
             return;
         }
-        let qn = self.queue_num;
-        if qn == 0 || qn > QUEUE_MAX || !qn.is_power_of_two() {
+        if !self.q.size_ok() {
             return self.fail("queue size not a power of two within QueueNumMax");
         }
-        for _ in 0..qn {
-            let Ok(v) = self.rd::<2>(mem, self.avail.wrapping_add(2)) else {
-                return self.fail("avail ring unreachable");
+        for _ in 0..self.q.num {
+            let head = match self.q.next_avail(&mut self.dma, mem) {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(why) => return self.fail(why),
             };
-            let avail_idx = le16(&v);
-            if avail_idx == self.last_avail {
-                return;
-            }
-            if avail_idx.wrapping_sub(self.last_avail) as u32 > qn {
-                return self.fail("avail index moved by more than the queue size");
-            }
-            let slot = (self.last_avail as u32 % qn) as u64;
-            let Ok(v) = self.rd::<2>(mem, self.avail.wrapping_add(4 + 2 * slot)) else {
-                return self.fail("avail ring unreachable");
-            };
-            let head = le16(&v);
             let Ok(written) = self.request(mem, head) else {
                 return self.fail("bad request");
             };
-            let Ok(v) = self.rd::<2>(mem, self.used.wrapping_add(2)) else {
-                return self.fail("used ring unreachable");
-            };
-            let used_idx = le16(&v);
-            let uslot = (used_idx as u32 % qn) as u64;
-            let mut elem = [0u8; 8];
-            elem[..4].copy_from_slice(&(head as u32).to_le_bytes());
-            elem[4..].copy_from_slice(&written.to_le_bytes());
-            if self
-                .wr(mem, self.used.wrapping_add(4 + 8 * uslot), &elem)
-                .is_err()
-                || self
-                    .wr(
-                        mem,
-                        self.used.wrapping_add(2),
-                        &used_idx.wrapping_add(1).to_le_bytes(),
-                    )
-                    .is_err()
-            {
-                return self.fail("used ring unreachable");
+            if let Err(why) = self.q.push_used(&mut self.dma, mem, head as u32, written) {
+                return self.fail(why);
             }
-            self.last_avail = self.last_avail.wrapping_add(1);
             self.isr |= 1;
             self.requests += 1;
         }
@@ -423,39 +240,8 @@ impl Blk {
     /// Serves the chain at `head`: header (device-readable), data, status
     /// byte (device-writable). Returns the bytes written to the realm.
     fn request(&mut self, mem: &mut impl GuestMem, head: u16) -> Result<u32, Bad> {
-        let qn = self.queue_num;
-        let mut chain = [Desc {
-            addr: 0,
-            len: 0,
-            flags: 0,
-        }; QUEUE_MAX as usize];
-        let mut n = 0usize;
-        let mut i = head as u32;
-        loop {
-            // A chain longer than the queue loops.
-            if i >= qn || n >= qn as usize {
-                log!("virtio-blk: descriptor {} out of range or chain loops", i);
-                return Err(Bad);
-            }
-            let d = self.rd::<16>(mem, self.desc.wrapping_add(16 * i as u64))?;
-            let desc = Desc {
-                addr: le64(&d[0..]),
-                len: le32(&d[8..]),
-                flags: le16(&d[12..]),
-            };
-            if desc.flags & DESC_F_INDIRECT != 0 {
-                log!("virtio-blk: indirect descriptor not negotiated");
-                return Err(Bad);
-            }
-            // Every buffer must be shared memory as a whole before the device uses it.
-            self.check(desc.addr, desc.len as u64)?;
-            chain[n] = desc;
-            n += 1;
-            if desc.flags & DESC_F_NEXT == 0 {
-                break;
-            }
-            i = le16(&d[14..]) as u32;
-        }
+        let mut chain = CHAIN0;
+        let n = self.q.chain(&mut self.dma, mem, head, &mut chain)?;
         if n < 2 {
             log!("virtio-blk: request of {} descriptor(s)", n);
             return Err(Bad);
@@ -469,7 +255,7 @@ impl Blk {
             log!("virtio-blk: malformed request (header or status descriptor)");
             return Err(Bad);
         }
-        let h = self.rd::<16>(mem, hdr.addr)?;
+        let h = self.dma.rd::<16>(mem, hdr.addr)?;
         self.bytes += 16;
         let typ = le32(&h[0..]);
         let sector = le64(&h[8..]);
@@ -497,7 +283,7 @@ impl Blk {
                     let mut pos = self.disk + sector * 512;
                     for d in data {
                         let (disk, len) = (pos, d.len as usize);
-                        self.walk(mem, d.addr, d.len as u64, |pa, off, k| {
+                        self.dma.walk(mem, d.addr, d.len as u64, |pa, off, k| {
                             let at = disk + off as u64;
                             // SAFETY: `pa..pa + k` is within one NS page backing
                             // the realm's shared memory (walk); `at..at + k` is
@@ -533,7 +319,7 @@ impl Blk {
                 let mut left = &id[..];
                 for d in data {
                     let k = (d.len as usize).min(left.len());
-                    self.wr(mem, d.addr, &left[..k])?;
+                    self.dma.wr(mem, d.addr, &left[..k])?;
                     left = &left[k..];
                     written += k as u32;
                 }
@@ -543,24 +329,13 @@ impl Blk {
             T_IN | T_OUT | T_GET_ID => {}
             _ => st = BLK_UNSUPP,
         }
-        self.wr(mem, status.addr, &[st])?;
+        self.dma.wr(mem, status.addr, &[st])?;
         self.bytes += 1;
         Ok(written + 1)
     }
 
     /// The device's state, for the counters line.
     pub fn status_name(&self) -> &'static str {
-        let s = self.status;
-        if s & S_FAILED != 0 {
-            "failed"
-        } else if s & S_NEEDS_RESET != 0 {
-            "needs-reset"
-        } else if s & S_DRIVER_OK != 0 {
-            "driver-ok"
-        } else if s & (S_ACKNOWLEDGE | S_DRIVER) != 0 {
-            "initialising"
-        } else {
-            "reset"
-        }
+        status_name(self.status)
     }
 }

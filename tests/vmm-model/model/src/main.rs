@@ -12,6 +12,8 @@ mod dtb;
 #[allow(dead_code)]
 mod fdt_read;
 mod layout;
+#[path = "../../common/net_gateway.rs"]
+mod net_gateway;
 mod realm;
 mod s2;
 #[path = "../../common/sha256.rs"]
