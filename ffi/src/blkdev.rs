@@ -12,9 +12,9 @@ use plat_kvm_arm::virtio::{self, AccessPlatform};
 use plat_kvm_arm::virtio_blkdev::BlkQueue;
 use spin::Mutex;
 use virtio_drivers::transport::DeviceType;
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 
-type Queue = BlkQueue<AccessPlatform<MmioTransport<'static>>>;
+type Queue = BlkQueue<AccessPlatform<SomeTransport<'static>>>;
 
 /// The device, once probed. A static: the device holds the addresses of the
 /// queue's request headers (see `virtio_blkdev`).

@@ -13,9 +13,9 @@ use plat_kvm_arm::virtio::{self, AccessPlatform};
 use plat_kvm_arm::virtio_netdev::{MAX_FRAME, NetBufs, NetError, NetQueue};
 use spin::Mutex;
 use virtio_drivers::transport::DeviceType;
-use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::SomeTransport;
 
-type Queue = NetQueue<'static, AccessPlatform<MmioTransport<'static>>>;
+type Queue = NetQueue<'static, AccessPlatform<SomeTransport<'static>>>;
 
 /// The device, once probed.
 static DEV: Mutex<Option<Queue>> = Mutex::new(None);

@@ -17,6 +17,10 @@ use plat_kvm_arm::psci::Conduit;
 use plat_kvm_arm::rsi::{self, ChangeDestroyed};
 use plat_kvm_arm::virtio::{self, BlkError, MAX_MMIO};
 #[cfg(any(feature = "virtio-blk", feature = "virtio-net"))]
+use plat_kvm_arm::virtio_pci;
+#[cfg(any(feature = "virtio-blk", feature = "virtio-net"))]
+use virtio_drivers::transport::SomeTransport;
+#[cfg(any(feature = "virtio-blk", feature = "virtio-net"))]
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
 /// Bytes of the bounce pool: Kconfig `PLATRS_VIRTIO_POOL_KB` in a Unikraft build
@@ -184,18 +188,20 @@ pub unsafe extern "C" fn ukplat_virtio_blk_selftest(
     -19 // ENODEV
 }
 
-/// Starts the first virtio-mmio device of type `want` in the DTB at `dtb` (reached
-/// at its alias in a realm) with `start`, the driver's constructor, after making
-/// sure the pool exists. A device that clears FEATURES_OK, or a constructor that
-/// fails, is one console line naming `name` and the window. Returns the driver,
-/// or -EINVAL (bad DTB), -ENODEV (no such device), -ENOMEM (no pool), -EPERM
-/// (features refused) or the constructor's `errno`.
+/// Starts the first virtio device of type `want` in the DTB at `dtb`: a
+/// virtio-mmio window, else a function behind the generic ECAM host bridge
+/// (virtio-pci), each reached at its alias in a realm. `start` is the driver's
+/// constructor; it runs after the pool exists. A device that clears FEATURES_OK,
+/// a constructor that fails, or a PCI bridge that answers nonsense is one console
+/// line naming `name`. Returns the driver, or -EINVAL (bad DTB), -ENODEV (no such
+/// device), -ENOMEM (no pool), -EPERM (features refused), -EIO (refused PCI
+/// function) or the constructor's `errno`.
 #[cfg(any(feature = "virtio-blk", feature = "virtio-net"))]
 pub(crate) fn start_first_device<Q, E: core::fmt::Debug>(
     dtb: u64,
     want: virtio_drivers::transport::DeviceType,
     name: &str,
-    start: impl FnOnce(virtio::AccessPlatform<MmioTransport<'static>>) -> Result<Q, E>,
+    start: impl FnOnce(virtio::AccessPlatform<SomeTransport<'static>>) -> Result<Q, E>,
     errno: impl FnOnce(&E) -> c_int,
 ) -> Result<Q, c_int> {
     use virtio_drivers::transport::Transport;
@@ -205,6 +211,7 @@ pub(crate) fn start_first_device<Q, E: core::fmt::Debug>(
     let n = virtio::find_mmio(&dt, &mut w).map_err(|_| -22)?;
     ensure_pool(false)?;
     let sb = state::shared_bit();
+    let mut found = None;
     for &(base, size) in &w[..n] {
         let Some(header) = core::ptr::NonNull::new((base | sb) as *mut VirtIOHeader) else {
             continue;
@@ -214,23 +221,44 @@ pub(crate) fn start_first_device<Q, E: core::fmt::Debug>(
         let Ok(mmio) = (unsafe { MmioTransport::new(header, size as usize) }) else {
             continue;
         };
-        if mmio.device_type() != want {
-            continue;
+        if mmio.device_type() == want {
+            found = Some((SomeTransport::from(mmio), base));
+            break;
         }
-        virtio::take_features_refused();
-        let q = start(virtio::AccessPlatform::new(mmio));
-        if virtio::take_features_refused() {
-            console::print(format_args!(
-                "{name}: the device at {base:#x} refused the features\n"
-            ));
-            return Err(-1);
-        }
-        return q.map_err(|e| {
-            console::print(format_args!(
-                "{name}: the device at {base:#x} did not start: {e:?}\n"
-            ));
-            errno(&e)
-        });
     }
-    Err(-19)
+    if found.is_none()
+        && let Some(host) = virtio_pci::find_host(&dt).map_err(|_| -22)?
+    {
+        // SAFETY: the ECAM window and the bridge's windows come from the DT and are
+        // mapped by the boot map as device memory (at their alias in a realm); only
+        // this driver uses them.
+        match unsafe { virtio_pci::probe::<virtio::PoolHal>(&host, host.ecam | sb, want) } {
+            Ok(pci) => found = Some((SomeTransport::from(pci), host.ecam)),
+            Err(virtio_pci::PciError::NotFound) => {}
+            Err(e) => {
+                console::print(format_args!(
+                    "{name}: the PCI host bridge at {:#x} gave a function we refuse: {e:?}\n",
+                    host.ecam
+                ));
+                return Err(-5);
+            }
+        }
+    }
+    let Some((transport, base)) = found else {
+        return Err(-19);
+    };
+    virtio::take_features_refused();
+    let q = start(virtio::AccessPlatform::new(transport));
+    if virtio::take_features_refused() {
+        console::print(format_args!(
+            "{name}: the device at {base:#x} refused the features\n"
+        ));
+        return Err(-1);
+    }
+    q.map_err(|e| {
+        console::print(format_args!(
+            "{name}: the device at {base:#x} did not start: {e:?}\n"
+        ));
+        errno(&e)
+    })
 }

@@ -27,3 +27,5 @@ pub mod virtio_blkdev;
 pub mod virtio_net;
 #[cfg(feature = "virtio")]
 pub mod virtio_netdev;
+#[cfg(feature = "virtio")]
+pub mod virtio_pci;

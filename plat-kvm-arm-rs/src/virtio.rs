@@ -353,12 +353,16 @@ unsafe impl Hal for PoolHal {
         }
     }
 
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        // PCI BARs (later): the boot map maps device windows at their identity (the
-        // alias in a realm; the caller passes that address).
-        match NonNull::new(paddr as *mut u8) {
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        // Only virtio-pci asks (a BAR region, by bus address). It must lie in a
+        // window of the host bridge, which the boot map maps as device memory (at
+        // the alias in a realm): a host that moved a BAR elsewhere (protected
+        // memory, say) stops the platform here instead.
+        match crate::virtio_pci::bus_to_cpu(paddr, size as u64).and_then(|a| NonNull::new(a as *mut u8)) {
             Some(p) => p,
-            None => panic!("virtio: MMIO BAR at address 0"),
+            None => panic!(
+                "virtio-pci: BAR region {paddr:#x}+{size:#x} outside the host bridge's windows"
+            ),
         }
     }
 
