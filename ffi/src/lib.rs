@@ -52,5 +52,15 @@ pub use uk017::console_abi::{ukplat_cink, ukplat_coutd, ukplat_coutk};
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    fatal::fatal(format_args!("panic: {info}"))
+    // One line: the message, then where (PanicInfo's Display puts a line break
+    // between the two).
+    match info.location() {
+        Some(l) => fatal::fatal(format_args!(
+            "{} (panic at {}:{})",
+            info.message(),
+            l.file(),
+            l.line()
+        )),
+        None => fatal::fatal(format_args!("{} (panic)", info.message())),
+    }
 }

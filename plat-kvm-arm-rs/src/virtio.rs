@@ -358,7 +358,9 @@ unsafe impl Hal for PoolHal {
         // window of the host bridge, which the boot map maps as device memory (at
         // the alias in a realm): a host that moved a BAR elsewhere (protected
         // memory, say) stops the platform here instead.
-        match crate::virtio_pci::bus_to_cpu(paddr, size as u64).and_then(|a| NonNull::new(a as *mut u8)) {
+        match crate::virtio_pci::bus_to_cpu(paddr, size as u64)
+            .and_then(|a| NonNull::new(a as *mut u8))
+        {
             Some(p) => p,
             None => panic!(
                 "virtio-pci: BAR region {paddr:#x}+{size:#x} outside the host bridge's windows"

@@ -127,7 +127,9 @@ pub fn find_host(dt: &Dt<'_>) -> Result<Option<PciHost>, DtError> {
             Token::Prop { name, value, .. } => match (depth, name) {
                 (1, b"#address-cells") => root.0 = Some(value),
                 (1, b"#size-cells") => root.1 = Some(value),
-                (2, b"compatible") => n.compat = fdt::strlist_contains(value, "pci-host-ecam-generic"),
+                (2, b"compatible") => {
+                    n.compat = fdt::strlist_contains(value, "pci-host-ecam-generic")
+                }
                 (2, b"status") => n.status = Some(value),
                 (2, b"reg") => n.reg = Some(value),
                 (2, b"bus-range") => n.bus_range = Some(value),
@@ -304,12 +306,16 @@ fn assign_bars(
         }
         let is64 = *address_type == MemoryBarType::Width64;
         let inside = address != 0
-            && host
-                .windows()
-                .iter()
-                .any(|w| address >= w.pci && address.checked_add(size).is_some_and(|e| e <= w.pci + w.len));
+            && host.windows().iter().any(|w| {
+                address >= w.pci
+                    && address
+                        .checked_add(size)
+                        .is_some_and(|e| e <= w.pci + w.len)
+            });
         if !inside {
-            let align = size.checked_next_power_of_two().ok_or(PciError::NoBarSpace)?;
+            let align = size
+                .checked_next_power_of_two()
+                .ok_or(PciError::NoBarSpace)?;
             let mut placed = None;
             for (wi, w) in host.windows().iter().enumerate() {
                 // A 32-bit BAR needs a bus address below 4 GiB.

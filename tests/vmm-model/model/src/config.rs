@@ -74,6 +74,9 @@ pub struct Config {
     pub virtio_blk_kib: u64,
     /// The virtio-net device, and how it misbehaves (None: no device).
     pub virtio_net: Option<crate::virtio_net::Hostile>,
+    /// The virtio devices on the PCI bridge instead of virtio-mmio, and how the
+    /// bridge misbehaves (None: virtio-mmio).
+    pub virtio_pci: Option<crate::virtio_pci::Hostile>,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             rpv: [0; 64],
             virtio_blk_kib: 0,
             virtio_net: None,
+            virtio_pci: None,
         };
         let mut have_cmdline = false;
         for tok in args.split(' ').filter(|t| !t.is_empty()) {
@@ -223,6 +227,16 @@ impl Config {
                         _ => return Err("unknown vnet"),
                     })
                 }
+                "vpci" => {
+                    use crate::virtio_pci::Hostile;
+                    c.virtio_pci = Some(match v {
+                        "on" => Hostile::None,
+                        "caploop" => Hostile::CapLoop,
+                        "capbar" => Hostile::CapBar,
+                        "bar-ram" => Hostile::BarRam,
+                        _ => return Err("unknown vpci"),
+                    })
+                }
                 "ipa" => c.ipa_bits = parse_num(v).ok_or("bad ipa")? as u32,
                 _ => return Err("unknown option"),
             }
@@ -244,6 +258,9 @@ impl Config {
         }
         if c.virtio_net.is_some() && c.profile != Profile::Kvmtool {
             return Err("vnet needs the kvmtool profile");
+        }
+        if c.virtio_pci.is_some() && c.profile != Profile::Kvmtool {
+            return Err("vpci needs the kvmtool profile");
         }
         if c.img_size == 0 {
             return Err("no image");

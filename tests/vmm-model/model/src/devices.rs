@@ -199,6 +199,9 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
     if crate::virtio_net::claims(addr) {
         return crate::virtio_net::mmio_read(addr, size);
     }
+    if crate::virtio_pci::claims(addr) {
+        return crate::virtio_pci::bar_read(addr, size);
+    }
     let mut d = DEV.lock();
     let (ub, count) = crate::cfg().uarts();
     if addr >= ub && addr < ub + count * 0x1000 && addr & 0xfff < 8 {
@@ -215,12 +218,9 @@ pub fn mmio_read(addr: u64, size: u64) -> u64 {
         return d.rtc_index as u64;
     }
     if kvmtool && (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
-        // no device on the bus: all ones
-        return if size == 8 {
-            u64::MAX
-        } else {
-            (1u64 << (size * 8)) - 1
-        };
+        // The virtio-pci functions, if any; all ones where there is no device.
+        drop(d);
+        return crate::virtio_pci::ecam_read(addr, size);
     }
     drop(d);
     unhandled("read", addr, size, 0);
@@ -233,6 +233,9 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
     }
     if crate::virtio_net::claims(addr) {
         return crate::virtio_net::mmio_write(addr, size, val);
+    }
+    if crate::virtio_pci::claims(addr) {
+        return crate::virtio_pci::bar_write(addr, size, val);
     }
     let mut d = DEV.lock();
     let (ub, count) = crate::cfg().uarts();
@@ -251,7 +254,8 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
         return; // time setting ignored
     }
     if kvmtool && (layout::ECAM_IPA..layout::ECAM_IPA + layout::ECAM_SIZE).contains(&addr) {
-        return;
+        drop(d);
+        return crate::virtio_pci::ecam_write(addr, size, val);
     }
     drop(d);
     unhandled("write", addr, size, val);

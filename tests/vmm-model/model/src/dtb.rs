@@ -305,7 +305,7 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
     w.prop_cells("reg", &[0, lo(layout::RTC_IPA), 0, 2]);
     w.end();
 
-    if cfg.virtio_blk_kib != 0 {
+    if cfg.virtio_blk_kib != 0 && cfg.virtio_pci.is_none() {
         // As kvmtool's virtio/mmio.c writes a virtio-mmio node (edge-rising SPI).
         let a = crate::virtio::MMIO_IPA;
         let n = fmt_name(format_args!("virtio@{:x}", a));
@@ -316,7 +316,7 @@ pub fn build(cfg: &Config, buf: &mut [u8]) -> Option<usize> {
         w.prop_cells("interrupts", &[0, crate::virtio::SPI, 1]);
         w.end();
     }
-    if cfg.virtio_net.is_some() {
+    if cfg.virtio_net.is_some() && cfg.virtio_pci.is_none() {
         // kvmtool gives each virtio-mmio device the next window and SPI.
         let a = crate::virtio_net::mmio_ipa();
         let n = fmt_name(format_args!("virtio@{:x}", a));

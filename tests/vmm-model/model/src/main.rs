@@ -24,6 +24,7 @@ mod sys;
 mod token;
 mod virtio;
 mod virtio_net;
+mod virtio_pci;
 
 use config::{Config, Misbehave};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -188,6 +189,7 @@ fn boot_primary() -> ! {
     // SAFETY: single-threaded here (no other CPU is on yet).
     unsafe { *core::ptr::addr_of_mut!(CONFIG) = Some(c) };
     let c = cfg();
+    virtio_pci::init();
     if !virtio::init(c.virtio_blk_kib, c.img_addr + c.img_size) {
         stop(
             status::CONFIG_ERROR,

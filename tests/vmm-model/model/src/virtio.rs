@@ -131,7 +131,9 @@ pub fn init(kib: u64, img_end: u64) -> bool {
 
 /// Whether `addr` is in the device window (and a device exists).
 pub fn claims(addr: u64) -> bool {
-    (MMIO_IPA..MMIO_IPA + MMIO_SIZE).contains(&addr) && crate::cfg().virtio_blk_kib != 0
+    (MMIO_IPA..MMIO_IPA + MMIO_SIZE).contains(&addr)
+        && crate::cfg().virtio_blk_kib != 0
+        && crate::cfg().virtio_pci.is_none()
 }
 
 pub fn mmio_read(addr: u64, size: u64) -> u64 {

@@ -146,7 +146,9 @@ fn features() -> u64 {
 
 /// Whether `addr` is in the device window (and the device exists).
 pub fn claims(addr: u64) -> bool {
-    crate::cfg().virtio_net.is_some() && (mmio_ipa()..mmio_ipa() + MMIO_SIZE).contains(&addr)
+    crate::cfg().virtio_net.is_some()
+        && crate::cfg().virtio_pci.is_none()
+        && (mmio_ipa()..mmio_ipa() + MMIO_SIZE).contains(&addr)
 }
 
 pub fn mmio_read(addr: u64, size: u64) -> u64 {
