@@ -256,13 +256,7 @@ pub fn bar_read(addr: u64, size: u64) -> u64 {
         0x14 => mmio_rd(dev, 0x070) & 0xff,
         0x15 => 0,
         0x16 => sel as u32,
-        0x18 => {
-            if sel < queues(dev) {
-                FUNCS.lock()[dev].queue_size[sel as usize] as u32
-            } else {
-                0
-            }
-        }
+        0x18 if sel < queues(dev) => FUNCS.lock()[dev].queue_size[sel as usize] as u32,
         0x1a => 0xffff,
         0x1c => mmio_rd(dev, 0x044),
         0x1e => sel as u32, // queue_notify_off = the queue's index
