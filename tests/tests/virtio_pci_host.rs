@@ -170,12 +170,15 @@ fn bridge_tree(props: &[(&str, Vec<u32>)], compatible: &str) -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// A bridge's properties: (name, cells).
+type Props<'a> = Vec<(&'a str, Vec<u32>)>;
+
 const MEM32: [u32; 7] = [0x0200_0000, 0, 0x5000_0000, 0, 0x5000_0000, 0, 0x3000_0000];
 
 #[test]
 fn malformed_bridges_are_refused() {
     let ok_reg = vec![0, 0x4000_0000, 0, 0x1000_0000];
-    let cases: [(&str, Vec<(&str, Vec<u32>)>); 5] = [
+    let cases: [(&str, Props); 5] = [
         // The ECAM smaller than one bus.
         (
             "small ecam",
