@@ -25,6 +25,8 @@ mod token;
 mod virtio;
 mod virtio_net;
 mod virtio_pci;
+#[path = "../../common/virtio_pci.rs"]
+mod virtio_pci_common;
 
 use config::{Config, Misbehave};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
