@@ -18,6 +18,9 @@ mod sys;
 mod vgic;
 mod virtio_blk;
 mod virtio_net;
+mod virtio_pci;
+#[path = "../../../tests/vmm-model/common/virtio_pci.rs"]
+mod virtio_pci_common;
 mod virtq;
 
 use sha512::Algo;
@@ -74,6 +77,10 @@ const FLAG_NO_TEARDOWN: u64 = 1 << 4;
 const FLAG_TRACE: u64 = 1 << 5;
 const FLAG_ONE_GRANULE: u64 = 1 << 6;
 const FLAG_DESTROY_GRANULE: u64 = 1 << 7;
+/// The virtio devices on the PCI bridge; bits 9-10: how the bridge lies
+/// (0 not, 1 capability loop, 2 capability beyond its BAR, 3 BAR in RAM).
+const FLAG_VIRTIO_PCI: u64 = 1 << 8;
+const PCI_HOSTILE_SHIFT: u64 = 9;
 
 /// The runner's parameter block at PARAMS.
 #[repr(C)]
@@ -584,10 +591,14 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
     if (UART_IPA..UART_IPA + 4 * 0x1000).contains(&a) && (a & 0xfff) < 8 {
         return uart_access((a - UART_IPA) >> 12, a & 7, write, val);
     }
-    if blk().claims(a) {
+    let p = pci();
+    if p.claims(a) {
+        return p.mmio(h, a, write, val, size);
+    }
+    if !p.on() && blk().claims(a) {
         return blk().mmio(h, a, write, val, size);
     }
-    if net().claims(a) {
+    if !p.on() && net().claims(a) {
         return net().mmio(h, a, write, val, size);
     }
     let g = vgic();
@@ -609,6 +620,7 @@ fn mmio(h: &mut Host, ipa: u64, write: bool, val: u64, size: u64) -> u64 {
 static mut VGIC: vgic::VGic = vgic::VGic::new();
 static mut BLK: virtio_blk::Blk = virtio_blk::Blk::new();
 static mut NET: virtio_net::Net = virtio_net::Net::new();
+static mut PCI: virtio_pci::Pci = virtio_pci::Pci::new();
 
 fn blk() -> &'static mut virtio_blk::Blk {
     // SAFETY: single CPU; only the REC_ENTER loop's MMIO handler and the
@@ -619,6 +631,12 @@ fn blk() -> &'static mut virtio_blk::Blk {
 fn net() -> &'static mut virtio_net::Net {
     // SAFETY: as `blk`.
     unsafe { &mut *core::ptr::addr_of_mut!(NET) }
+}
+
+fn pci() -> &'static mut virtio_pci::Pci {
+    // SAFETY: as `blk`; the bridge reaches the devices through `blk`/`net`,
+    // never while their own MMIO path holds them.
+    unsafe { &mut *core::ptr::addr_of_mut!(PCI) }
 }
 
 fn vgic() -> &'static mut vgic::VGic {
@@ -768,12 +786,19 @@ extern "C" fn rust_main() -> ! {
         // (the runner's blobs end at DTB + 64 KiB).
         unsafe { core::ptr::write_bytes(DISK as *mut u8, 0, (sectors * 512) as usize) };
         blk().init(DISK, sectors * 512, h.shared, RAM_IPA, ram_end);
-        log!(
-            "virtio-blk: {} sectors (RAM-backed) on virtio-mmio at IPA {:#x} (unprotected alias {:#x})",
-            sectors,
-            virtio_blk::MMIO_IPA,
-            virtio_blk::MMIO_IPA | h.shared
-        );
+        if p.flags & FLAG_VIRTIO_PCI != 0 {
+            log!(
+                "virtio-blk: {} sectors (RAM-backed) as virtio-pci function 00:00.0",
+                sectors
+            );
+        } else {
+            log!(
+                "virtio-blk: {} sectors (RAM-backed) on virtio-mmio at IPA {:#x} (unprotected alias {:#x})",
+                sectors,
+                virtio_blk::MMIO_IPA,
+                virtio_blk::MMIO_IPA | h.shared
+            );
+        }
     }
     let net_mode = if v3_block { p.virtio_net } else { 0 };
     if net_mode != 0 {
@@ -796,14 +821,44 @@ extern "C" fn rust_main() -> ! {
                 0
             };
         net().init(base, hostile, h.shared, RAM_IPA, ram_end);
+        let lie = match hostile {
+            Hostile::None => "",
+            Hostile::Len => "; hostile: used lengths beyond the buffer",
+            Hostile::Id => "; hostile: used ids outside the queue",
+        };
+        if p.flags & FLAG_VIRTIO_PCI != 0 {
+            log!(
+                "virtio-net: gateway 192.168.33.1 (ARP, ICMP echo, UDP echo on port 7) as virtio-pci function 00:01.0{}",
+                lie
+            );
+        } else {
+            log!(
+                "virtio-net: gateway 192.168.33.1 (ARP, ICMP echo, UDP echo on port 7) on virtio-mmio at IPA {:#x} (unprotected alias {:#x}){}",
+                base,
+                base | h.shared,
+                lie
+            );
+        }
+    }
+    if p.flags & FLAG_VIRTIO_PCI != 0 {
+        use virtio_pci_common::Hostile;
+        let hostile = match (p.flags >> PCI_HOSTILE_SHIFT) & 3 {
+            0 => Hostile::None,
+            1 => Hostile::CapLoop,
+            2 => Hostile::CapBar,
+            _ => Hostile::BarRam,
+        };
+        pci().init(hostile, RAM_IPA);
         log!(
-            "virtio-net: gateway 192.168.33.1 (ARP, ICMP echo, UDP echo on port 7) on virtio-mmio at IPA {:#x} (unprotected alias {:#x}){}",
-            base,
-            base | h.shared,
+            "virtio-pci: the virtio devices as functions of the ECAM bridge at IPA {:#x} (unprotected alias {:#x}), BARs from {:#x}{}",
+            virtio_pci::ECAM_IPA,
+            virtio_pci::ECAM_IPA | h.shared,
+            virtio_pci_common::BAR_BASE,
             match hostile {
                 Hostile::None => "",
-                Hostile::Len => "; hostile: used lengths beyond the buffer",
-                Hostile::Id => "; hostile: used ids outside the queue",
+                Hostile::CapLoop => "; hostile: a capability list that loops",
+                Hostile::CapBar => "; hostile: a capability beyond its BAR",
+                Hostile::BarRam => "; hostile: a BAR in realm RAM",
             }
         );
     }
@@ -1059,6 +1114,13 @@ extern "C" fn rust_main() -> ! {
             b.notifies,
             h.n_unprot,
             b.status_name()
+        );
+    }
+    if pci().on() {
+        log!(
+            "virtio-pci: ecam-exits={} bar-exits={}",
+            pci().ecam_exits,
+            pci().bar_exits
         );
     }
     let n = net();

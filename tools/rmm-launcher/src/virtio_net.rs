@@ -110,6 +110,11 @@ impl Net {
         self.base != 0
     }
 
+    /// The window's IPA.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
     /// Whether the device window holds `ipa` (shared bit cleared).
     pub fn claims(&self, ipa: u64) -> bool {
         self.present() && (self.base..self.base + MMIO_SIZE).contains(&ipa)
