@@ -88,10 +88,13 @@ impl<T: Transport> BlkQueue<T> {
     /// [`BlkError::NoMemory`] when the pool cannot hold the rings, [`BlkError::Io`]
     /// when the device refuses to start.
     pub fn new(transport: T) -> Result<Self, BlkError> {
-        let blk = VirtIOBlk::<PoolHal, _>::new(transport).map_err(|e| match e {
+        let mut blk = VirtIOBlk::<PoolHal, _>::new(transport).map_err(|e| match e {
             virtio_drivers::Error::DmaError => BlkError::NoMemory,
             _ => BlkError::Io,
         })?;
+        // We poll the used ring: no used-buffer notifications (NO_INTERRUPT;
+        // EVENT_IDX, which would override it, is never negotiated).
+        blk.disable_interrupts();
         let capacity = blk.capacity();
         let readonly = blk.readonly();
         // What the pool can bounce in one request besides its header and status

@@ -129,10 +129,13 @@ impl<'b, T: Transport> NetQueue<'b, T> {
     /// [`NetError::NoMemory`] when the pool cannot hold the rings, [`NetError::Io`]
     /// when the device refuses to start.
     pub fn new(transport: T, bufs: &'b mut NetBufs) -> Result<Self, NetError> {
-        let dev = VirtIONetRaw::<PoolHal, _, QUEUE>::new(transport).map_err(|e| match e {
+        let mut dev = VirtIONetRaw::<PoolHal, _, QUEUE>::new(transport).map_err(|e| match e {
             virtio_drivers::Error::DmaError => NetError::NoMemory,
             _ => NetError::Io,
         })?;
+        // We poll the used rings: no used-buffer notifications (NO_INTERRUPT;
+        // EVENT_IDX, which would override it, is never negotiated).
+        dev.disable_interrupts();
         let mac = dev.mac_address();
         Ok(NetQueue {
             dev,
