@@ -349,7 +349,15 @@ unsafe impl Hal for PoolHal {
     }
 
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
-        match POOL.lock().pool.free(paddr, pages) {
+        let mut g = POOL.lock();
+        if !g.pool.contains(paddr, pages * PAGE) {
+            return -1;
+        }
+        // Freed pages are left clear, as `unshare` leaves its slots.
+        // SAFETY: `pages` pool pages of this allocation (checked inside the
+        // pool; `free` below refuses anything that is not an allocation).
+        unsafe { zero_bytes(paddr as *mut u8, pages * PAGE) };
+        match g.pool.free(paddr, pages) {
             Ok(()) => 0,
             Err(_) => -1,
         }
@@ -389,10 +397,12 @@ unsafe impl Hal for PoolHal {
             },
         };
         let dst = a as *mut u8;
-        if direction == BufferDirection::DeviceToDriver {
-            // SAFETY: `n` fresh pool pages, mapped read-write.
-            unsafe { zero_bytes(dst, len) };
-        } else {
+        // A device-to-driver slot is not cleared first: whatever it holds is
+        // shared memory the host can write at any time, and the device writes
+        // the data anyway (free slots were cleared by `unshare` and
+        // `dma_dealloc`, which is hygiene, not a guarantee). That saves a
+        // realm's read a pass over its buffer.
+        if direction != BufferDirection::DeviceToDriver {
             // SAFETY: the caller vouches for `buffer` (valid, not accessed
             // concurrently); `dst` has `n * PAGE >= len` bytes; the pool never
             // overlaps a driver buffer.
@@ -918,13 +928,21 @@ mod tests {
             "slot cleared"
         );
 
-        // Device-to-driver: the slot starts zeroed, at most the buffer's length
-        // comes back even if the device wrote past it.
+        // Device-to-driver: the slot is handed over as it is (shared memory the
+        // host can write anyway; here what the "host" left in the free pages),
+        // and at most the buffer's length comes back even if the device wrote
+        // past it.
+        let free = (2 * PAGE) as u64;
+        // SAFETY: free pool pages (the rings end at 2 pages, the slot above was freed).
+        unsafe { core::ptr::write_bytes((base + free) as *mut u8, 0x5a, 6 * PAGE) };
         let mut inb = vec![0u8; 5000];
         // SAFETY: as above.
         let d = unsafe { PoolHal::share(nn(&mut inb), BufferDirection::DeviceToDriver) };
         let off = (d - base) as usize;
-        assert!(region.0[off..off + 5000].iter().all(|&b| b == 0));
+        assert!(
+            region.0[off..off + 5000].iter().all(|&b| b == 0x5a),
+            "not cleared by share"
+        );
         // SAFETY: two pool pages of this slot, plus the device writing beyond 5000.
         unsafe { core::ptr::write_bytes(d as *mut u8, 0x42, 2 * PAGE) };
         let mut small = inb[..5000].to_vec();
@@ -933,8 +951,14 @@ mod tests {
         assert!(small.iter().all(|&b| b == 0x42));
         assert_eq!(pool_stats().0, 2, "only the rings stay allocated");
 
+        // SAFETY: the ring pages, owned by this test.
+        unsafe { core::ptr::write_bytes(pa as *mut u8, 0x33, 2 * PAGE) };
         // SAFETY: the ring allocation above.
         assert_eq!(unsafe { PoolHal::dma_dealloc(pa, va, 2) }, 0);
+        assert!(
+            region.0[..2 * PAGE].iter().all(|&b| b == 0),
+            "freed ring pages cleared"
+        );
         // SAFETY: a double free is refused, not corrupting.
         assert_eq!(unsafe { PoolHal::dma_dealloc(pa, va, 2) }, -1);
         assert_eq!(pool_stats().0, 0);
