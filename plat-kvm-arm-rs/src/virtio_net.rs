@@ -545,7 +545,13 @@ fn exchanges<L: Link>(
     let arp = arp_frame(1, [0xff; 6], mac, cfg.guest_ip, [0; 6], cfg.gw_ip);
     let gw_mac = exchange(link, rx, &arp, Stage::Arp, cfg, [0; 6], &[], &none, c)?;
 
-    let ping = icmp_echo(8, 0x5052, 1, &payload(0x49));
+    // The echo's last 8 bytes are zero: kvmtool's user-mode network (uip)
+    // leaves the last 8 bytes of an echo out of its reply's ICMP checksum
+    // (net/uip/csum.c, uip_csum_icmp, kvmtool 3.18), which then comes out right
+    // only for such a payload; the reply is still checked byte for byte.
+    let mut echo = payload(0x49);
+    echo[PAYLOAD - 8..].fill(0);
+    let ping = icmp_echo(8, 0x5052, 1, &echo);
     let mut f = [0u8; TX_FRAME];
     let n = ipv4_frame(&mut f, gw_mac, mac, cfg.guest_ip, cfg.gw_ip, 1, &ping);
     exchange(link, rx, &f[..n], Stage::Icmp, cfg, gw_mac, &ping, &none, c)?;
