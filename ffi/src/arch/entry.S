@@ -18,7 +18,9 @@
 
 	.equ SCTLR_M, (1 << 0)
 	.equ SCTLR_C, (1 << 2)
-	.equ BOOT_STACK_SIZE, (32 * 1024)
+	/* Unikraft's own default (__STACK_SIZE, STACK_SIZE_PAGE_ORDER 4): its init
+	 * and, without a scheduler, main run on this stack. */
+	.equ BOOT_STACK_SIZE, (64 * 1024)
 	.equ EXC_STACK_SIZE, (8 * 1024)
 	.equ IDMAP_TABLES, 6		/* root + 5: image, DTB, UART, realm alias */
 	.equ BLOCK_SHIFT, 21		/* 2 MiB blocks at level 2 */

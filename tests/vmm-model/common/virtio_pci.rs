@@ -17,6 +17,9 @@ const NOTIFY: u64 = 0x1000;
 const ISR: u64 = 0x2000;
 const DEVICE: u64 = 0x3000;
 const NOTIFY_MULT: u64 = 4;
+/// What queue_size reads before the driver writes its own: the devices'
+/// QueueNumMax (kvmtool's 256).
+const QUEUE_MAX: u16 = 256;
 
 /// How the function misbehaves.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -65,7 +68,7 @@ pub struct Func {
     command: u16,
     bar: u32,
     queue_sel: u16,
-    /// The queue sizes the driver chose, per queue.
+    /// The queue sizes: QueueNumMax until the driver writes its own, per queue.
     queue_size: [u16; 2],
 }
 
@@ -89,7 +92,7 @@ impl Func {
             command: 0,
             bar,
             queue_sel: 0,
-            queue_size: [16; 2],
+            queue_size: [QUEUE_MAX; 2],
         }
     }
 
@@ -234,7 +237,7 @@ impl Func {
             0x0c => regs.wr(0x020, v),
             0x14 => {
                 if v & 0xff == 0 {
-                    self.queue_size = [16; 2]; // a device reset
+                    self.queue_size = [QUEUE_MAX; 2]; // a device reset
                 }
                 regs.wr(0x070, v & 0xff)
             }

@@ -13,8 +13,8 @@
 
 use crate::sys::log;
 
-/// Largest queue the devices offer (QueueNumMax).
-pub const QUEUE_MAX: u32 = 16;
+/// Largest queue the devices offer (QueueNumMax): kvmtool's 256.
+pub const QUEUE_MAX: u32 = 256;
 const PAGE: u64 = 0x1000;
 
 /// Device status bits.

@@ -23,7 +23,9 @@ pub const SPI: u32 = 4;
 /// Largest disk the model offers, and where it keeps it: the top of the
 /// staging area (the image sits at its bottom; `init` checks they do not meet).
 pub const MAX_KIB: u64 = 16 * 1024;
-const QUEUE_MAX: u32 = 16;
+/// kvmtool's VIRTIO_BLK_QUEUE_SIZE; a driver may choose any power of two up
+/// to it (kvmtool itself ignores the choice: docs/realm-io.md).
+const QUEUE_MAX: u32 = 256;
 
 /// Device accesses (DMA) refused because they aimed at protected realm memory.
 pub static PROTECTED_DMA: AtomicU64 = AtomicU64::new(0);

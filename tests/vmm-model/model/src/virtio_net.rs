@@ -25,7 +25,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Size of the window (kvmtool's VIRTIO_MMIO_IO_SIZE).
 pub const MMIO_SIZE: u64 = 0x200;
-const QUEUE_MAX: u32 = 16;
+/// kvmtool's VIRTIO_NET_QUEUE_SIZE (see `virtio.rs`).
+const QUEUE_MAX: u32 = 256;
 /// virtio_net_hdr with VERSION_1 (num_buffers included).
 const HDR: usize = 12;
 /// Replies waiting for a receive buffer.
