@@ -26,7 +26,8 @@ int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf,
 		       void *cookie);
 int platrs_vblk_poll(void **cookie, int *result);
 
-#define PLATRS_VBLK_SLOTS 16
+/* The ring: 256 entries (plat-kvm-arm-rs/src/virtio_blkdev.rs, QUEUE). */
+#define PLATRS_VBLK_SLOTS 256
 
 struct uk_blkdev_queue {
 	int configured;

@@ -6,18 +6,36 @@
 //! `uk_blkreq`); this module knows only sectors, buffers and an opaque cookie per
 //! request. The queue must not move while requests are in flight (the device may
 //! hold the addresses of its request headers): keep it in a static.
+//!
+//! The request layer is ours, on `virtio-drivers`' split virtqueue (`VirtQueue`),
+//! because the crate's `VirtIOBlk` fixes its queue at 16 entries and real
+//! kvmtool ignores the queue size a driver writes: it lays every ring out for
+//! its own 256 entries (3.18, virtio/blk.c `set_size_vq`: "FIXME: dynamic"), so
+//! the 17th request of a 16-entry queue is read past the driver's ring (a
+//! request that never completes, or kvmtool itself crashing on EVENT_IDX's
+//! fields). [`QUEUE`] is 256, what kvmtool, QEMU and Firecracker offer.
 
 use crate::virtio::{self, PoolHal};
-use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE, VirtIOBlk};
-use virtio_drivers::transport::Transport;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::{DeviceStatus, Transport};
 
-/// Requests in flight at most (`virtio-drivers`' block queue size).
-pub const SLOTS: usize = 16;
-/// Descriptors a request takes.
-const DESCS_PER_REQ: usize = 3;
+/// Entries of the request queue (a device offering fewer is refused).
+pub const QUEUE: usize = 256;
+/// Requests in flight at most.
+pub const SLOTS: usize = 8;
 /// Largest request the queue takes, in sectors (64 KiB); less if the bounce pool
 /// is smaller ([`BlkQueue::max_sectors`]).
 pub const MAX_SECTORS: u64 = 128;
+/// Bytes per sector.
+pub const SECTOR_SIZE: usize = 512;
+/// Features the queue accepts: VERSION_1 and RO (the transport wrapper adds
+/// ACCESS_PLATFORM where offered).
+const FEATURES: u64 = virtio::F_VERSION_1 | F_RO;
+const F_RO: u64 = 1 << 5;
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+/// Configuration reads retried while the device's generation moves.
+const CONFIG_RETRIES: usize = 8;
 
 /// Why a request was refused or failed; [`BlkError::errno`] gives the value the
 /// C side returns.
@@ -64,20 +82,39 @@ struct InFlight {
     cookie: usize,
 }
 
+/// A request header (type, reserved, sector; little-endian) and its status byte.
+type Header = ([u8; 16], [u8; 1]);
+
 /// A started virtio-blk device and its requests in flight.
 pub struct BlkQueue<T: Transport> {
-    blk: VirtIOBlk<PoolHal, T>,
+    transport: T,
+    queue: VirtQueue<PoolHal, QUEUE>,
     /// Request header and status of each slot (the device reads and writes them,
-    /// at their own address without bouncing).
-    hdr: [(BlkReq, BlkResp); SLOTS],
+    /// through the Hal like any buffer).
+    hdr: [Header; SLOTS],
     hdr_used: [bool; SLOTS],
     /// By token (the chain's head descriptor).
-    inflight: [Option<InFlight>; SLOTS],
+    inflight: [Option<InFlight>; QUEUE],
     count: usize,
     capacity: u64,
     readonly: bool,
     max_sectors: u64,
     broken: bool,
+}
+
+/// The capacity in sectors from the configuration space, read again while the
+/// device's configuration generation moves (a bounded number of times: a device
+/// that never settles is an error, not a hang).
+fn read_capacity<T: Transport>(t: &T) -> Result<u64, BlkError> {
+    for _ in 0..CONFIG_RETRIES {
+        let g = t.read_config_generation();
+        let lo = t.read_config_space::<u32>(0).map_err(|_| BlkError::Io)?;
+        let hi = t.read_config_space::<u32>(4).map_err(|_| BlkError::Io)?;
+        if t.read_config_generation() == g {
+            return Ok(u64::from(lo) | u64::from(hi) << 32);
+        }
+    }
+    Err(BlkError::Io)
 }
 
 impl<T: Transport> BlkQueue<T> {
@@ -86,17 +123,28 @@ impl<T: Transport> BlkQueue<T> {
     /// # Errors
     ///
     /// [`BlkError::NoMemory`] when the pool cannot hold the rings, [`BlkError::Io`]
-    /// when the device refuses to start.
-    pub fn new(transport: T) -> Result<Self, BlkError> {
-        let mut blk = VirtIOBlk::<PoolHal, _>::new(transport).map_err(|e| match e {
-            virtio_drivers::Error::DmaError => BlkError::NoMemory,
-            _ => BlkError::Io,
-        })?;
+    /// when the device refuses to start or offers a queue under [`QUEUE`].
+    pub fn new(mut transport: T) -> Result<Self, BlkError> {
+        // As the crate's `begin_init`, with our own feature set.
+        transport.set_status(DeviceStatus::empty());
+        transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        let features = transport.read_device_features() & FEATURES;
+        transport.write_driver_features(features);
+        transport.set_status(
+            DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK,
+        );
+        transport.set_guest_page_size(virtio::PAGE as u32);
+        let capacity = read_capacity(&transport)?;
+        let mut queue = VirtQueue::<PoolHal, QUEUE>::new(&mut transport, 0, false, false).map_err(
+            |e| match e {
+                virtio_drivers::Error::DmaError => BlkError::NoMemory,
+                _ => BlkError::Io,
+            },
+        )?;
         // We poll the used ring: no used-buffer notifications (NO_INTERRUPT;
         // EVENT_IDX, which would override it, is never negotiated).
-        blk.disable_interrupts();
-        let capacity = blk.capacity();
-        let readonly = blk.readonly();
+        queue.set_dev_notify(false);
+        transport.finish_init();
         // What the pool can bounce in one request besides its header and status
         // (a normal VM bounces nothing: the pool holds only the rings).
         let (used, pages, _) = virtio::pool_stats();
@@ -110,13 +158,14 @@ impl<T: Transport> BlkQueue<T> {
             return Err(BlkError::NoMemory);
         }
         Ok(BlkQueue {
-            blk,
-            hdr: Default::default(),
+            transport,
+            queue,
+            hdr: [([0; 16], [0xff]); SLOTS],
             hdr_used: [false; SLOTS],
-            inflight: [None; SLOTS],
+            inflight: [None; QUEUE],
             count: 0,
             capacity,
-            readonly,
+            readonly: features & F_RO != 0,
             max_sectors,
             broken: false,
         })
@@ -180,7 +229,7 @@ impl<T: Transport> BlkQueue<T> {
             return Err(BlkError::QueueFull);
         };
         let len = sectors as usize * SECTOR_SIZE;
-        if virtio::reserve(&[size_of::<BlkReq>(), len, size_of::<BlkResp>()]).is_err() {
+        if virtio::reserve(&[16, len, 1]).is_err() {
             return Err(if self.count > 0 {
                 BlkError::PoolBusy
             } else {
@@ -188,16 +237,20 @@ impl<T: Transport> BlkQueue<T> {
             });
         }
         let (req, resp) = &mut self.hdr[slot];
+        req[..4].copy_from_slice(&(if write { T_OUT } else { T_IN }).to_le_bytes());
+        req[4..8].fill(0);
+        req[8..].copy_from_slice(&sector.to_le_bytes());
+        resp[0] = 0xff;
         // SAFETY: the caller vouches for `buf`; `req`/`resp` live in `self`, which
         // does not move (see the module note) and keeps them until `poll` completes
         // this token.
         let token = unsafe {
             if write {
                 let data = core::slice::from_raw_parts(buf, len);
-                self.blk.write_blocks_nb(sector as usize, req, data, resp)
+                self.queue.add(&[req, data], &mut [resp])
             } else {
                 let data = core::slice::from_raw_parts_mut(buf, len);
-                self.blk.read_blocks_nb(sector as usize, req, data, resp)
+                self.queue.add(&[req], &mut [data, resp])
             }
         };
         virtio::release_reserved();
@@ -206,6 +259,9 @@ impl<T: Transport> BlkQueue<T> {
             Err(virtio_drivers::Error::QueueFull) => return Err(BlkError::QueueFull),
             Err(_) => return Err(BlkError::Io),
         };
+        if self.queue.should_notify() {
+            self.transport.notify(0);
+        }
         let Some(entry) = self.inflight.get_mut(usize::from(token)) else {
             self.broken = true;
             return Err(BlkError::Io);
@@ -219,9 +275,7 @@ impl<T: Transport> BlkQueue<T> {
         });
         self.hdr_used[slot] = true;
         self.count += 1;
-        // Each request takes three descriptors (header, data, status: no
-        // indirect descriptors without `alloc`), so at most 5 are in flight.
-        Ok((SLOTS - DESCS_PER_REQ * self.count) / DESCS_PER_REQ)
+        Ok(SLOTS - self.count)
     }
 
     /// Completes the next request the device has finished: `Ok(Some((cookie,
@@ -236,7 +290,7 @@ impl<T: Transport> BlkQueue<T> {
         if self.broken {
             return Err(BlkError::Io);
         }
-        let Some(token) = self.blk.peek_used() else {
+        let Some(token) = self.queue.peek_used() else {
             return Ok(None);
         };
         let Some(f) = self
@@ -253,18 +307,21 @@ impl<T: Transport> BlkQueue<T> {
         let r = unsafe {
             if f.write {
                 let data = core::slice::from_raw_parts(f.buf as *const u8, f.len);
-                self.blk.complete_write_blocks(token, req, data, resp)
+                self.queue.pop_used(token, &[req, data], &mut [resp])
             } else {
                 let data = core::slice::from_raw_parts_mut(f.buf as *mut u8, f.len);
-                self.blk.complete_read_blocks(token, req, data, resp)
+                self.queue.pop_used(token, &[req], &mut [data, resp])
             }
         };
         self.hdr_used[f.slot] = false;
         self.count -= 1;
         let result = match r {
-            Ok(()) => 0,
-            Err(virtio_drivers::Error::Unsupported) => BlkError::Unsupported.errno(),
-            Err(virtio_drivers::Error::IoError) => BlkError::Io.errno(),
+            // The status byte: 0 OK, 1 IOERR, 2 UNSUPP (anything else: IOERR).
+            Ok(_) => match resp[0] {
+                0 => 0,
+                2 => BlkError::Unsupported.errno(),
+                _ => BlkError::Io.errno(),
+            },
             Err(_) => {
                 // The used ring disagreed with the chain we queued (WrongToken and
                 // the like): the device cannot be trusted any more.
