@@ -178,17 +178,20 @@ pub const MAX_RESERVED: usize = 4;
 
 struct Global {
     pool: BouncePool,
-    /// Copy buffers through the pool (a realm) or hand out their own address.
-    bounce: bool,
     /// Bytes copied into and out of the pool by `share`/`unshare`.
     copied: u64,
     /// Slots [`reserve`] allocated for the next `share` calls: (address, pages).
     reserved: [(u64, usize); MAX_RESERVED],
 }
 
+/// Copy buffers through the pool (a realm) or hand out their own address. Read
+/// without the lock, so that a normal VM's `share`, `unshare`, `reserve` and
+/// `release_reserved` take none (it never changes after [`init_pool`], which
+/// writes it under the lock).
+static BOUNCE: AtomicBool = AtomicBool::new(false);
+
 static POOL: Mutex<Global> = Mutex::new(Global {
     pool: BouncePool::EMPTY,
-    bounce: false,
     copied: 0,
     reserved: [(0, 0); MAX_RESERVED],
 });
@@ -204,12 +207,13 @@ static POOL: Mutex<Global> = Mutex::new(Global {
 /// As [`BouncePool::new`].
 pub fn init_pool(addr: u64, len: u64, bounce: bool) -> Result<(), PoolError> {
     let pool = BouncePool::new(addr, len)?;
-    *POOL.lock() = Global {
+    let mut g = POOL.lock();
+    *g = Global {
         pool,
-        bounce,
         copied: 0,
         reserved: [(0, 0); MAX_RESERVED],
     };
+    BOUNCE.store(bounce, Ordering::Release);
     Ok(())
 }
 
@@ -224,10 +228,10 @@ pub fn init_pool(addr: u64, len: u64, bounce: bool) -> Result<(), PoolError> {
 /// [`PoolError::Exhausted`] (nothing stays reserved then), also for more than
 /// [`MAX_RESERVED`] lengths or slots still reserved from an earlier call.
 pub fn reserve(lens: &[usize]) -> Result<(), PoolError> {
-    let mut g = POOL.lock();
-    if !g.bounce {
+    if !bouncing() {
         return Ok(());
     }
+    let mut g = POOL.lock();
     if lens.len() > MAX_RESERVED || g.reserved.iter().any(|r| r.1 != 0) {
         return Err(PoolError::Exhausted);
     }
@@ -247,6 +251,9 @@ pub fn reserve(lens: &[usize]) -> Result<(), PoolError> {
 
 /// Frees the slots [`reserve`] set aside that no `share` took.
 pub fn release_reserved() {
+    if !bouncing() {
+        return; // nothing is ever reserved then
+    }
     let mut g = POOL.lock();
     for i in 0..MAX_RESERVED {
         let (a, n) = core::mem::take(&mut g.reserved[i]);
@@ -259,7 +266,7 @@ pub fn release_reserved() {
 
 /// Whether `share` copies buffers through the pool (a realm).
 pub fn bouncing() -> bool {
-    POOL.lock().bounce
+    BOUNCE.load(Ordering::Acquire)
 }
 
 /// Pool pages free now (not in use, not reserved).
@@ -380,10 +387,10 @@ unsafe impl Hal for PoolHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
-        let mut g = POOL.lock();
-        if !g.bounce {
+        if !bouncing() {
             return buffer.cast::<u8>().as_ptr() as u64;
         }
+        let mut g = POOL.lock();
         let n = pages_for(len);
         // A slot `reserve` set aside for this request, else a fresh one. Drivers
         // reserve first (a full pool is then their caller's error); a share that
@@ -414,10 +421,10 @@ unsafe impl Hal for PoolHal {
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         let len = buffer.len();
-        let mut g = POOL.lock();
-        if !g.bounce {
+        if !bouncing() {
             return;
         }
+        let mut g = POOL.lock();
         let n = pages_for(len);
         if !g.pool.contains(paddr, len) {
             panic!("virtio: unshare of {paddr:#x} outside the bounce pool");
