@@ -85,8 +85,8 @@ $(eval $(call harness,kvmtool,0x80000000,vmm-kvmtool))
 $(eval $(call harness,kvmtool-realm,0x80000000,vmm-kvmtool realm))
 $(eval $(call harness,kvmtool-realm-only,0x80000000,vmm-kvmtool realm-required))
 # With the virtio drivers and the bounce pool (docs/realm-io.md); realm-capable.
-$(eval $(call harness,kvmtool-virtio,0x80000000,vmm-kvmtool realm virtio virtio-net))
-$(eval $(call harness,qemu-virtio,0x40000000,virtio virtio-net))
+$(eval $(call harness,kvmtool-virtio,0x80000000,vmm-kvmtool realm virtio virtio-blk virtio-net))
+$(eval $(call harness,qemu-virtio,0x40000000,virtio virtio-blk virtio-net))
 # One image for every VMM: relocatable (-pie), no fixed early UART, realm-capable.
 # Linked at QEMU's RAM base; the entry relocates it wherever else it is loaded.
 $(eval $(call harness,any,0x40000000,vmm-any realm,0,-pie --no-dynamic-linker))

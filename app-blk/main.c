@@ -259,6 +259,14 @@ int main(int argc, char *argv[])
 			return 1;
 		}
 
+	/* Flush: 0, or -ENOTSUP from a device that writes through (no FLUSH). */
+	rc = rw(UK_BLKREQ_FFLUSH, 0, 0, NULL);
+	printf("blk: flush %d\n", rc);
+	if (rc && rc != -ENOTSUP) {
+		printf("blk: FAIL flush: %d\n", rc);
+		return 1;
+	}
+
 	/* Read back: all at once if the driver takes it, then per CHUNK. */
 	memset(buf, 0, SECTORS * 512);
 	if (uk_blkdev_max_sec_per_req(dev) >= SECTORS) {

@@ -42,12 +42,13 @@ int ukplat_suspend(void);
 int platrs_vblk_probe(uint64_t dtb, uint64_t *info);
 
 /**
- * `int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf,
- * void *cookie)`: queues a read (write) of `count` sectors from `sector` into
- * (from) `buf`. Returns how many more requests fit now (>= 0), or -EINVAL (bad
+ * `int platrs_vblk_submit(int op, uint64_t sector, uint64_t count, void *buf,
+ * void *cookie)`: `op` 0 queues a read of `count` sectors from `sector` into
+ * `buf`, 1 a write from `buf`, 2 a flush (`sector`, `count` and `buf`
+ * ignored). Returns how many more requests fit now (>= 0), or -EINVAL (bad
  * request), -ENOSPC (queue full), -EAGAIN (bounce pool full until requests in
- * flight complete), -ENOMEM (the pool cannot hold it), -EIO, -ENODEV (no
- * device probed).
+ * flight complete), -ENOMEM (the pool cannot hold it), -ENOTSUP (a flush, the
+ * device writes through), -EIO, -ENODEV (no device probed).
  *
  * # Safety
  *
@@ -55,7 +56,7 @@ int platrs_vblk_probe(uint64_t dtb, uint64_t *info);
  * [`platrs_vblk_poll`] returns `cookie`; outside a realm it must be
  * identity-mapped (Unikraft without paging).
  */
-int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf, void *cookie);
+int platrs_vblk_submit(int op, uint64_t sector, uint64_t count, void *buf, void *cookie);
 
 /**
  * `int platrs_vblk_poll(void **cookie, int *result)`: 1 when a request
@@ -80,6 +81,27 @@ int platrs_vblk_poll(void **cookie, int *result);
  * `out` must point at two writable `uint64_t`.
  */
 int platrs_vblk_stats(uint64_t *out);
+
+/**
+ * `int ukplat_virtio_blkq_selftest(uint64_t dtb, uint64_t flags, uint64_t
+ * out[5])`: the queue behind Unikraft's `uk_blkdev` (the one
+ * [`platrs_vblk_probe`] starts, virtio-mmio or virtio-pci) exercised without a
+ * Unikraft tree: 300 writes of 4 KiB over sectors 16-335 with up to 8 in
+ * flight, a flush, each region read back and compared
+ * (`plat_kvm_arm::virtio_blkdev::blkq_selftest`). On success `out` holds the
+ * capacity in sectors, the requests completed, the flushes, the bytes bounced
+ * through the pool (0 outside a realm) and the pool pages in use afterwards
+ * (the queue stays up). Returns 0, the probe's errors, -EINVAL (disk too
+ * small), -EIO (the device failed a request, or returned one not in flight:
+ * one line, the device given up), -ETIMEDOUT, -EILSEQ (data read back differs),
+ * -EOVERFLOW (a read wrote past its buffer). `flags` bit 0: no bounce, as for
+ * the block test. Harness test hook, not Unikraft API.
+ *
+ * # Safety
+ *
+ * `out` must point at five writable `uint64_t`.
+ */
+int ukplat_virtio_blkq_selftest(uint64_t dtb, uint64_t flags, uint64_t *out);
 
 /**
  * `int platrs_vnet_probe(uint64_t dtb, uint8_t mac[6], uint16_t *mtu)`: starts

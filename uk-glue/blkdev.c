@@ -6,8 +6,9 @@
  * (device discovery, rings, bounce pool, request bookkeeping) is the Rust side's
  * platrs_vblk_* (ffi/src/blkdev.rs).
  *
- * One device (the first virtio-mmio block device in the device tree), one queue,
- * polled: submit_one queues and notifies, finish_reqs completes whatever the
+ * One device (the first virtio-mmio block device in the device tree, else the
+ * first virtio-pci one), one queue, polled: submit_one queues reads, writes and
+ * flushes and notifies, finish_reqs completes whatever the
  * device has finished. No interrupts, so queue_intr_enable/disable are left out
  * (lib/ukblkdev then returns -ENOTSUP for them).
  */
@@ -22,7 +23,7 @@
 #include <uk/plat/common/bootinfo.h>
 
 int platrs_vblk_probe(uint64_t dtb, uint64_t info[3]);
-int platrs_vblk_submit(int write, uint64_t sector, uint64_t count, void *buf,
+int platrs_vblk_submit(int op, uint64_t sector, uint64_t count, void *buf,
 		       void *cookie);
 int platrs_vblk_poll(void **cookie, int *result);
 
@@ -98,12 +99,22 @@ static int platrs_vblk_submit_one(struct uk_blkdev *dev __unused,
 				  struct uk_blkdev_queue *q __unused,
 				  struct uk_blkreq *req)
 {
-	int rc;
+	int rc, op;
 
-	if (req->operation != UK_BLKREQ_READ && req->operation != UK_BLKREQ_WRITE)
-		return -ENOTSUP; /* FFLUSH: not negotiated (docs/realm-io.md) */
-	rc = platrs_vblk_submit(req->operation == UK_BLKREQ_WRITE,
-				req->start_sector, req->nb_sectors,
+	switch (req->operation) {
+	case UK_BLKREQ_READ:
+		op = 0;
+		break;
+	case UK_BLKREQ_WRITE:
+		op = 1;
+		break;
+	case UK_BLKREQ_FFLUSH:
+		op = 2; /* -ENOTSUP from a write-through device, as LIBVIRTIO_BLK */
+		break;
+	default:
+		return -EINVAL;
+	}
+	rc = platrs_vblk_submit(op, req->start_sector, req->nb_sectors,
 				req->aio_buf, req);
 	if (rc < 0)
 		return rc;

@@ -28,12 +28,17 @@ pub const SLOTS: usize = 8;
 pub const MAX_SECTORS: u64 = 128;
 /// Bytes per sector.
 pub const SECTOR_SIZE: usize = 512;
-/// Features the queue accepts: VERSION_1 and RO (the transport wrapper adds
-/// ACCESS_PLATFORM where offered).
-const FEATURES: u64 = virtio::F_VERSION_1 | F_RO;
+/// Features the queue accepts: VERSION_1, RO and FLUSH (the transport wrapper
+/// adds ACCESS_PLATFORM where offered). FLUSH as Unikraft's own driver: the
+/// device may then cache writes (QEMU turns its write cache on), and
+/// [`BlkQueue::submit_flush`] makes them durable; a device without it writes
+/// through.
+const FEATURES: u64 = virtio::F_VERSION_1 | F_RO | F_FLUSH;
 const F_RO: u64 = 1 << 5;
+const F_FLUSH: u64 = 1 << 9;
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
 /// Configuration reads retried while the device's generation moves.
 const CONFIG_RETRIES: usize = 8;
 
@@ -54,7 +59,9 @@ pub enum BlkError {
     /// reported an I/O error; after a misbehaving device the queue refuses
     /// everything.
     Io,
-    /// The device reported the request unsupported.
+    /// The device reported the request unsupported, or a flush was asked of a
+    /// device that did not offer FLUSH (it writes through: nothing to flush, but
+    /// `-ENOTSUP` as Unikraft's own driver).
     Unsupported,
 }
 
@@ -72,15 +79,26 @@ impl BlkError {
     }
 }
 
+/// What a request moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+    Flush,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
-    /// Index into `hdr`.
-    slot: usize,
+    /// The chain's head descriptor, which the device returns.
+    token: u16,
     buf: usize,
     len: usize,
-    write: bool,
+    kind: Kind,
     cookie: usize,
 }
+
+const NO_SLOT: u8 = u8::MAX;
+const _: () = assert!(SLOTS < NO_SLOT as usize);
 
 /// A request header (type, reserved, sector; little-endian) and its status byte.
 type Header = ([u8; 16], [u8; 1]);
@@ -92,12 +110,15 @@ pub struct BlkQueue<T: Transport> {
     /// Request header and status of each slot (the device reads and writes them,
     /// through the Hal like any buffer).
     hdr: [Header; SLOTS],
-    hdr_used: [bool; SLOTS],
-    /// By token (the chain's head descriptor).
-    inflight: [Option<InFlight>; QUEUE],
+    /// The request of each slot.
+    inflight: [Option<InFlight>; SLOTS],
+    /// The slot of each token in flight ([`NO_SLOT`] otherwise): a table of
+    /// bytes, so that the queue stays small enough to build on a boot stack.
+    slot_of: [u8; QUEUE],
     count: usize,
     capacity: u64,
     readonly: bool,
+    flush: bool,
     max_sectors: u64,
     broken: bool,
 }
@@ -161,11 +182,12 @@ impl<T: Transport> BlkQueue<T> {
             transport,
             queue,
             hdr: [([0; 16], [0xff]); SLOTS],
-            hdr_used: [false; SLOTS],
-            inflight: [None; QUEUE],
+            inflight: [None; SLOTS],
+            slot_of: [NO_SLOT; QUEUE],
             count: 0,
             capacity,
             readonly: features & F_RO != 0,
+            flush: features & F_FLUSH != 0,
             max_sectors,
             broken: false,
         })
@@ -179,6 +201,11 @@ impl<T: Transport> BlkQueue<T> {
     /// Whether the device is read-only.
     pub fn readonly(&self) -> bool {
         self.readonly
+    }
+
+    /// Whether the device caches writes until a flush (FLUSH negotiated).
+    pub fn has_flush(&self) -> bool {
+        self.flush
     }
 
     /// Largest request in sectors.
@@ -225,19 +252,66 @@ impl<T: Transport> BlkQueue<T> {
         {
             return Err(BlkError::Invalid);
         }
-        let Some(slot) = self.hdr_used.iter().position(|u| !u) else {
+        let kind = if write { Kind::Write } else { Kind::Read };
+        let len = sectors as usize * SECTOR_SIZE;
+        // SAFETY: forwarded from our caller.
+        unsafe { self.queue_request(kind, sector, buf, len, cookie) }
+    }
+
+    /// Queues a flush: the writes the device completed before it are durable
+    /// when its cookie comes back from [`Self::poll`] with 0. Returns as
+    /// [`Self::submit`].
+    ///
+    /// # Errors
+    ///
+    /// [`BlkError::Unsupported`] when FLUSH was not negotiated (the device
+    /// writes through), else as [`Self::submit`].
+    pub fn submit_flush(&mut self, cookie: usize) -> Result<usize, BlkError> {
+        if !self.flush && !self.broken {
+            return Err(BlkError::Unsupported);
+        }
+        // SAFETY: no data buffer (length 0).
+        unsafe { self.queue_request(Kind::Flush, 0, core::ptr::null_mut(), 0, cookie) }
+    }
+
+    /// Header, then the data (unless a flush), then the status byte.
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::submit`] for `buf..buf + len` (unused when `kind` is a flush).
+    unsafe fn queue_request(
+        &mut self,
+        kind: Kind,
+        sector: u64,
+        buf: *mut u8,
+        len: usize,
+        cookie: usize,
+    ) -> Result<usize, BlkError> {
+        if self.broken {
+            return Err(BlkError::Io);
+        }
+        let Some(slot) = self.inflight.iter().position(Option::is_none) else {
             return Err(BlkError::QueueFull);
         };
-        let len = sectors as usize * SECTOR_SIZE;
-        if virtio::reserve(&[16, len, 1]).is_err() {
+        let reserved = if kind == Kind::Flush {
+            virtio::reserve(&[16, 1])
+        } else {
+            virtio::reserve(&[16, len, 1])
+        };
+        if reserved.is_err() {
             return Err(if self.count > 0 {
                 BlkError::PoolBusy
             } else {
                 BlkError::NoMemory
             });
         }
+        let typ = match kind {
+            Kind::Read => T_IN,
+            Kind::Write => T_OUT,
+            Kind::Flush => T_FLUSH,
+        };
         let (req, resp) = &mut self.hdr[slot];
-        req[..4].copy_from_slice(&(if write { T_OUT } else { T_IN }).to_le_bytes());
+        req[..4].copy_from_slice(&typ.to_le_bytes());
         req[4..8].fill(0);
         req[8..].copy_from_slice(&sector.to_le_bytes());
         resp[0] = 0xff;
@@ -245,12 +319,16 @@ impl<T: Transport> BlkQueue<T> {
         // does not move (see the module note) and keeps them until `poll` completes
         // this token.
         let token = unsafe {
-            if write {
-                let data = core::slice::from_raw_parts(buf, len);
-                self.queue.add(&[req, data], &mut [resp])
-            } else {
-                let data = core::slice::from_raw_parts_mut(buf, len);
-                self.queue.add(&[req], &mut [data, resp])
+            match kind {
+                Kind::Write => {
+                    let data = core::slice::from_raw_parts(buf, len);
+                    self.queue.add(&[req, data], &mut [resp])
+                }
+                Kind::Read => {
+                    let data = core::slice::from_raw_parts_mut(buf, len);
+                    self.queue.add(&[req], &mut [data, resp])
+                }
+                Kind::Flush => self.queue.add(&[req], &mut [resp]),
             }
         };
         virtio::release_reserved();
@@ -262,18 +340,18 @@ impl<T: Transport> BlkQueue<T> {
         if self.queue.should_notify() {
             self.transport.notify(0);
         }
-        let Some(entry) = self.inflight.get_mut(usize::from(token)) else {
+        let Some(entry) = self.slot_of.get_mut(usize::from(token)) else {
             self.broken = true;
             return Err(BlkError::Io);
         };
-        *entry = Some(InFlight {
-            slot,
+        *entry = slot as u8;
+        self.inflight[slot] = Some(InFlight {
+            token,
             buf: buf as usize,
             len,
-            write,
+            kind,
             cookie,
         });
-        self.hdr_used[slot] = true;
         self.count += 1;
         Ok(SLOTS - self.count)
     }
@@ -293,27 +371,38 @@ impl<T: Transport> BlkQueue<T> {
         let Some(token) = self.queue.peek_used() else {
             return Ok(None);
         };
+        let slot = match self.slot_of.get_mut(usize::from(token)) {
+            Some(s) if *s != NO_SLOT => core::mem::replace(s, NO_SLOT),
+            _ => {
+                self.broken = true;
+                return Err(BlkError::Io);
+            }
+        };
         let Some(f) = self
             .inflight
-            .get_mut(usize::from(token))
+            .get_mut(usize::from(slot))
             .and_then(Option::take)
+            .filter(|f| f.token == token)
         else {
             self.broken = true;
             return Err(BlkError::Io);
         };
-        let (req, resp) = &mut self.hdr[f.slot];
+        let (req, resp) = &mut self.hdr[usize::from(slot)];
         // SAFETY: the same header, status and buffer as `submit` queued under this
         // token (the caller keeps the buffer until its cookie comes back).
         let r = unsafe {
-            if f.write {
-                let data = core::slice::from_raw_parts(f.buf as *const u8, f.len);
-                self.queue.pop_used(token, &[req, data], &mut [resp])
-            } else {
-                let data = core::slice::from_raw_parts_mut(f.buf as *mut u8, f.len);
-                self.queue.pop_used(token, &[req], &mut [data, resp])
+            match f.kind {
+                Kind::Write => {
+                    let data = core::slice::from_raw_parts(f.buf as *const u8, f.len);
+                    self.queue.pop_used(token, &[req, data], &mut [resp])
+                }
+                Kind::Read => {
+                    let data = core::slice::from_raw_parts_mut(f.buf as *mut u8, f.len);
+                    self.queue.pop_used(token, &[req], &mut [data, resp])
+                }
+                Kind::Flush => self.queue.pop_used(token, &[req], &mut [resp]),
             }
         };
-        self.hdr_used[f.slot] = false;
         self.count -= 1;
         let result = match r {
             // The status byte: 0 OK, 1 IOERR, 2 UNSUPP (anything else: IOERR).
@@ -331,4 +420,166 @@ impl<T: Transport> BlkQueue<T> {
         };
         Ok(Some((f.cookie, result)))
     }
+}
+
+/// Bytes per request of [`blkq_selftest`] (8 sectors).
+pub const SELFTEST_REQ: usize = 4096;
+/// Bytes after each request buffer that [`blkq_selftest`] checks stay untouched
+/// (a device reporting more than it was given must not write past a buffer).
+const GUARD: usize = 64;
+const GUARD_BYTE: u8 = 0xa5;
+/// Bytes of scratch memory [`blkq_selftest`] needs: one buffer and guard per slot.
+pub const SELFTEST_SCRATCH: usize = SLOTS * (SELFTEST_REQ + GUARD);
+/// Write requests of [`blkq_selftest`]: more than [`QUEUE`], so that the rings'
+/// indices wrap (a host that ignores the driver's queue size shows here).
+pub const SELFTEST_WRITES: u64 = 300;
+/// Polls per completion before [`BlkqError::Timeout`].
+pub const SELFTEST_POLLS: u32 = 10_000_000;
+
+/// What [`blkq_selftest`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlkqReport {
+    /// Requests completed (writes, the flush, reads).
+    pub requests: u64,
+    /// Flushes completed (0 when the device did not offer FLUSH).
+    pub flushes: u64,
+}
+
+/// Why [`blkq_selftest`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlkqError {
+    /// The disk is smaller than the test's range, or takes less than
+    /// [`SELFTEST_REQ`] per request, or the scratch is too small.
+    Range,
+    /// The queue refused a request or the device failed one.
+    Queue(BlkError),
+    /// The device returned a request that is not in flight: the queue gave it up.
+    BadUsed,
+    /// A request did not complete within [`SELFTEST_POLLS`] polls.
+    Timeout,
+    /// The data read back differs from what was written, at this sector.
+    Mismatch(u64),
+    /// Bytes after a read buffer changed: the request wrote past its buffer.
+    Overrun(u64),
+}
+
+fn pattern(sector: u64, i: usize) -> u8 {
+    (sector.wrapping_mul(131) as u8) ^ (i as u8).wrapping_mul(7) ^ 0x3c
+}
+
+/// The queue behind Unikraft's `uk_blkdev` exercised without Unikraft (the
+/// harness's `virtio-blkq-test`): [`SELFTEST_WRITES`] 4 KiB writes over
+/// `regions` regions from sector `first`, up to [`SLOTS`] in flight, then a
+/// flush (or the `Unsupported` refusal a device without FLUSH must give), then
+/// each region read back and compared, with the bytes after every buffer
+/// checked.
+///
+/// # Errors
+///
+/// See [`BlkqError`].
+pub fn blkq_selftest<T: Transport>(
+    q: &mut BlkQueue<T>,
+    first: u64,
+    regions: u64,
+    scratch: &mut [u8],
+) -> Result<BlkqReport, BlkqError> {
+    let per = (SELFTEST_REQ / SECTOR_SIZE) as u64;
+    if regions == 0
+        || scratch.len() < SELFTEST_SCRATCH
+        || q.max_sectors() < per
+        || regions
+            .checked_mul(per)
+            .and_then(|n| n.checked_add(first))
+            .is_none_or(|e| e > q.capacity())
+    {
+        return Err(BlkqError::Range);
+    }
+    let sector_of = |k: u64| first + k % regions * per;
+    let mut report = BlkqReport {
+        requests: 0,
+        flushes: 0,
+    };
+    // Writes, then reads: request `k` uses a free slot's buffer; `fill` readies
+    // it before submission, `check` inspects it after completion.
+    for write in [true, false] {
+        let total = if write { SELFTEST_WRITES } else { regions };
+        let mut busy = [None::<u64>; SLOTS];
+        let (mut next, mut done) = (0u64, 0u64);
+        while done < total {
+            for (s, b) in busy.iter_mut().enumerate() {
+                if b.is_some() || next >= total {
+                    continue;
+                }
+                let buf = &mut scratch[s * (SELFTEST_REQ + GUARD)..][..SELFTEST_REQ + GUARD];
+                let sector = sector_of(next);
+                for (i, x) in buf[..SELFTEST_REQ].iter_mut().enumerate() {
+                    *x = if write {
+                        pattern(sector + (i / SECTOR_SIZE) as u64, i % SECTOR_SIZE)
+                    } else {
+                        0
+                    };
+                }
+                buf[SELFTEST_REQ..].fill(GUARD_BYTE);
+                // SAFETY: `buf` is ours for the request's life: its slot is busy
+                // until `poll` returns this cookie, and this function does not
+                // return while requests are in flight except on a given-up queue.
+                match unsafe { q.submit(write, sector, per, buf.as_mut_ptr(), s) } {
+                    Ok(_) => {
+                        *b = Some(next);
+                        next += 1;
+                    }
+                    Err(BlkError::QueueFull | BlkError::PoolBusy) => break,
+                    Err(e) => return Err(BlkqError::Queue(e)),
+                }
+            }
+            let (s, result) = wait(q)?;
+            let Some(k) = busy.get_mut(s).and_then(Option::take) else {
+                return Err(BlkqError::BadUsed);
+            };
+            if result != 0 {
+                return Err(BlkqError::Queue(BlkError::Io));
+            }
+            done += 1;
+            report.requests += 1;
+            if !write {
+                let buf = &scratch[s * (SELFTEST_REQ + GUARD)..][..SELFTEST_REQ + GUARD];
+                let sector = sector_of(k);
+                if let Some(i) = buf[..SELFTEST_REQ].iter().enumerate().position(|(i, &x)| {
+                    x != pattern(sector + (i / SECTOR_SIZE) as u64, i % SECTOR_SIZE)
+                }) {
+                    return Err(BlkqError::Mismatch(sector + (i / SECTOR_SIZE) as u64));
+                }
+                if buf[SELFTEST_REQ..].iter().any(|&x| x != GUARD_BYTE) {
+                    return Err(BlkqError::Overrun(sector));
+                }
+            }
+        }
+        if write {
+            match q.submit_flush(usize::MAX) {
+                Ok(_) => {
+                    let (c, result) = wait(q)?;
+                    if c != usize::MAX || result != 0 {
+                        return Err(BlkqError::Queue(BlkError::Io));
+                    }
+                    report.requests += 1;
+                    report.flushes += 1;
+                }
+                Err(BlkError::Unsupported) if !q.has_flush() => {}
+                Err(e) => return Err(BlkqError::Queue(e)),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The next completion: (cookie, result).
+fn wait<T: Transport>(q: &mut BlkQueue<T>) -> Result<(usize, i32), BlkqError> {
+    for _ in 0..SELFTEST_POLLS {
+        match q.poll() {
+            Ok(Some(c)) => return Ok(c),
+            Ok(None) => core::hint::spin_loop(),
+            Err(_) => return Err(BlkqError::BadUsed),
+        }
+    }
+    Err(BlkqError::Timeout)
 }

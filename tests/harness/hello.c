@@ -249,6 +249,35 @@ static void virtio_blk_test(const struct ukplat_bootinfo *bi)
 	out("\n");
 }
 
+/* "virtio-blkq-test": the queue behind Unikraft's uk_blkdev (PLATRS_VIRTIO_BLK),
+ * on virtio-mmio or virtio-pci: 300 writes with up to 8 in flight, a flush, the
+ * data read back; printed as "harness: virtio-blkq". */
+static void virtio_blkq_test(const struct ukplat_bootinfo *bi)
+{
+	uint64_t r[5] = { 0 }, flags = 0;
+	static const char *const what[5] = { " capacity ", " requests ", " flushes ",
+		" bounced ", " pool-pages-left " };
+	int rc, i;
+
+	if (!has(bi, "virtio-blkq-test"))
+		return;
+	if (has(bi, "virtio-no-bounce"))
+		flags |= 1;
+	rc = ukplat_virtio_blkq_selftest(bi->dtb, flags, r);
+	if (rc) {
+		out("harness: virtio-blkq FAIL rc -");
+		hex((uint64_t)-rc);
+		out("\n");
+		return;
+	}
+	out("harness: virtio-blkq PASS");
+	for (i = 0; i < 5; i++) {
+		out(what[i]);
+		hex(r[i]);
+	}
+	out("\n");
+}
+
 /* The decimal number after `key` on the command line, or `dflt`. */
 static uint64_t num_after(const struct ukplat_bootinfo *bi, const char *key, uint64_t dflt)
 {
@@ -341,6 +370,7 @@ void _ukplat_entry(void)
 	console_reentry(bi);
 #ifdef PLAT_KVM_ARM_VIRTIO
 	virtio_blk_test(bi);
+	virtio_blkq_test(bi);
 	virtio_net_test(bi);
 #endif
 #ifdef PLAT_KVM_ARM_REALM

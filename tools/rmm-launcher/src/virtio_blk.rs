@@ -24,8 +24,13 @@ pub const MMIO_SIZE: u64 = 0x200;
 
 const F_VERSION_1: u64 = 1 << 32;
 const F_ACCESS_PLATFORM: u64 = 1 << 33;
-/// A realm's device: the driver must accept both (as kvmtool-cca offers them).
-const FEATURES: u64 = F_VERSION_1 | F_ACCESS_PLATFORM;
+/// Offered as kvmtool offers it (a RAM disk has nothing to flush; the driver's
+/// flush path runs).
+const F_FLUSH: u64 = 1 << 9;
+/// A realm's device: the driver must accept VERSION_1 and ACCESS_PLATFORM (as
+/// kvmtool-cca offers them).
+const REQUIRED: u64 = F_VERSION_1 | F_ACCESS_PLATFORM;
+const FEATURES: u64 = REQUIRED | F_FLUSH;
 
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
@@ -186,7 +191,7 @@ impl Blk {
                     // Accept only what was offered, and both VERSION_1 and
                     // ACCESS_PLATFORM (a realm's device).
                     let f = self.driver_features;
-                    if f & !FEATURES != 0 || f & FEATURES != FEATURES {
+                    if f & !FEATURES != 0 || f & REQUIRED != REQUIRED {
                         log!(
                             "virtio-blk: driver features {:#x} refused (offered {:#x}): FEATURES_OK not set",
                             f,

@@ -72,6 +72,8 @@ pub struct Config {
     pub rpv: [u8; 64],
     /// Size of the virtio-blk disk in KiB (0: no virtio device).
     pub virtio_blk_kib: u64,
+    /// The virtio-blk lies in its used ring (`vblkh=id|len`).
+    pub virtio_blk_hostile: Option<crate::virtio::BlkHostile>,
     /// The virtio-net device, and how it misbehaves (None: no device).
     pub virtio_net: Option<crate::virtio_net::Hostile>,
     /// The virtio devices on the PCI bridge instead of virtio-mmio, and how the
@@ -143,6 +145,7 @@ impl Config {
             dump_len: 0,
             rpv: [0; 64],
             virtio_blk_kib: 0,
+            virtio_blk_hostile: None,
             virtio_net: None,
             virtio_pci: None,
         };
@@ -218,6 +221,14 @@ impl Config {
                 }
                 "timeout" => c.timeout_s = parse_num(v).ok_or("bad timeout")?,
                 "vblk" => c.virtio_blk_kib = parse_num(v).ok_or("bad vblk")?,
+                "vblkh" => {
+                    use crate::virtio::BlkHostile;
+                    c.virtio_blk_hostile = Some(match v {
+                        "id" => BlkHostile::Id,
+                        "len" => BlkHostile::Len,
+                        _ => return Err("unknown vblkh"),
+                    })
+                }
                 "vnet" => {
                     use crate::virtio_net::Hostile;
                     c.virtio_net = Some(match v {
@@ -255,6 +266,9 @@ impl Config {
         }
         if c.virtio_blk_kib != 0 && c.profile != Profile::Kvmtool {
             return Err("vblk needs the kvmtool profile");
+        }
+        if c.virtio_blk_hostile.is_some() && c.virtio_blk_kib == 0 {
+            return Err("vblkh needs vblk");
         }
         if c.virtio_net.is_some() && c.profile != Profile::Kvmtool {
             return Err("vnet needs the kvmtool profile");

@@ -31,7 +31,12 @@ const QUEUE_MAX: u32 = 256;
 pub static PROTECTED_DMA: AtomicU64 = AtomicU64::new(0);
 /// Requests completed (any status).
 pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// Flush requests among them.
+pub static FLUSHES: AtomicU64 = AtomicU64::new(0);
 
+/// kvmtool offers FLUSH (virtio/blk.c); a RAM disk has nothing to flush, but
+/// the driver's flush path is exercised and counted.
+const F_FLUSH: u64 = 1 << 9;
 const F_VERSION_1: u64 = 1 << 32;
 const F_ACCESS_PLATFORM: u64 = 1 << 33;
 
@@ -53,6 +58,15 @@ const BLK_UNSUPP: u8 = 2;
 const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;
 const DESC_F_INDIRECT: u16 = 4;
+
+/// How `--virtio-blk-hostile` lies in the used ring.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BlkHostile {
+    /// An id out of the queue's range.
+    Id,
+    /// A length 4 KiB beyond what the device wrote.
+    Len,
+}
 
 struct Blk {
     queue_sel: u32,
@@ -104,6 +118,7 @@ fn features() -> u64 {
     // kvmtool-cca offers ACCESS_PLATFORM to realms (the device goes through
     // the platform's translation: the realm's unprotected alias).
     F_VERSION_1
+        | F_FLUSH
         | if crate::cfg().realm {
             F_ACCESS_PLATFORM
         } else {
@@ -330,9 +345,16 @@ fn process(b: &mut Blk) {
             Err(_) => return fail(b, "used ring unreachable"),
         };
         let uslot = (used_idx as u32 % b.queue_num) as u64;
+        // A hostile device (`--virtio-blk-hostile`): a used id that was never
+        // posted, or a length beyond every buffer of the request.
+        let (id, len) = match crate::cfg().virtio_blk_hostile {
+            Some(BlkHostile::Id) => (b.queue_num + 5, written),
+            Some(BlkHostile::Len) => (head as u32, written + 4096),
+            None => (head as u32, written),
+        };
         let mut elem = [0u8; 8];
-        elem[..4].copy_from_slice(&(head as u32).to_le_bytes());
-        elem[4..].copy_from_slice(&written.to_le_bytes());
+        elem[..4].copy_from_slice(&id.to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
         if wr(b.used + 4 + 8 * uslot, &elem).is_err()
             || wr(b.used + 2, &used_idx.wrapping_add(1).to_le_bytes()).is_err()
         {
@@ -463,7 +485,9 @@ fn request(b: &Blk, head: u16) -> Result<u32, Bad> {
                 written += k as u32;
             }
         }
-        T_FLUSH => {}
+        T_FLUSH => {
+            FLUSHES.fetch_add(1, Ordering::Relaxed);
+        }
         T_IN | T_OUT | T_GET_ID => {}
         _ => st = BLK_UNSUPP,
     }
