@@ -118,9 +118,7 @@ pub unsafe extern "C" fn platrs_vblk_poll(cookie: *mut *mut c_void, result: *mut
             1
         }
         Err(e) => {
-            console::print(format_args!(
-                "virtio-blk: the device returned a request that is not in flight; device given up\n"
-            ));
+            given_up();
             e.errno()
         }
     }
@@ -206,16 +204,19 @@ pub unsafe extern "C" fn ukplat_virtio_blkq_selftest(dtb: u64, flags: u64, out: 
             }
             0
         }
-        Err(BlkqError::BadUsed) => {
-            console::print(format_args!(
-                "virtio-blk: the device returned a request that is not in flight; device given up\n"
-            ));
-            -5
+        Err(e) => {
+            if e == BlkqError::BadUsed {
+                given_up();
+            }
+            e.errno()
         }
-        Err(BlkqError::Range) => -22,
-        Err(BlkqError::Queue(e)) => e.errno(),
-        Err(BlkqError::Timeout) => -110,
-        Err(BlkqError::Mismatch(_)) => -84,
-        Err(BlkqError::Overrun(_)) => -75,
     }
+}
+
+/// The one line for a device that returned a request not in flight (the queue
+/// refuses everything after it).
+fn given_up() {
+    console::print(format_args!(
+        "virtio-blk: the device returned a request that is not in flight; device given up\n"
+    ));
 }

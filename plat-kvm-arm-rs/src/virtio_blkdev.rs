@@ -433,8 +433,6 @@ pub const SELFTEST_SCRATCH: usize = SLOTS * (SELFTEST_REQ + GUARD);
 /// Write requests of [`blkq_selftest`]: more than [`QUEUE`], so that the rings'
 /// indices wrap (a host that ignores the driver's queue size shows here).
 pub const SELFTEST_WRITES: u64 = 300;
-/// Polls per completion before [`BlkqError::Timeout`].
-pub const SELFTEST_POLLS: u32 = 10_000_000;
 
 /// What [`blkq_selftest`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,12 +453,26 @@ pub enum BlkqError {
     Queue(BlkError),
     /// The device returned a request that is not in flight: the queue gave it up.
     BadUsed,
-    /// A request did not complete within [`SELFTEST_POLLS`] polls.
+    /// A request did not complete within [`virtio::SELFTEST_POLLS`] polls.
     Timeout,
     /// The data read back differs from what was written, at this sector.
     Mismatch(u64),
     /// Bytes after a read buffer changed: the request wrote past its buffer.
     Overrun(u64),
+}
+
+impl BlkqError {
+    /// The negative errno the harness hook returns for this.
+    pub fn errno(self) -> i32 {
+        match self {
+            BlkqError::Range => -22, // EINVAL
+            BlkqError::Queue(e) => e.errno(),
+            BlkqError::BadUsed => -5,      // EIO
+            BlkqError::Timeout => -110,    // ETIMEDOUT
+            BlkqError::Mismatch(_) => -84, // EILSEQ
+            BlkqError::Overrun(_) => -75,  // EOVERFLOW
+        }
+    }
 }
 
 fn pattern(sector: u64, i: usize) -> u8 {
@@ -574,7 +586,7 @@ pub fn blkq_selftest<T: Transport>(
 
 /// The next completion: (cookie, result).
 fn wait<T: Transport>(q: &mut BlkQueue<T>) -> Result<(usize, i32), BlkqError> {
-    for _ in 0..SELFTEST_POLLS {
+    for _ in 0..virtio::SELFTEST_POLLS {
         match q.poll() {
             Ok(Some(c)) => return Ok(c),
             Ok(None) => core::hint::spin_loop(),
