@@ -8,9 +8,10 @@
  *
  * One device (the first virtio-mmio block device in the device tree, else the
  * first virtio-pci one), one queue, polled: submit_one queues reads, writes and
- * flushes and notifies, finish_reqs completes whatever the
- * device has finished. No interrupts, so queue_intr_enable/disable are left out
- * (lib/ukblkdev then returns -ENOTSUP for them).
+ * flushes; finish_reqs notifies the device once of what was queued since the
+ * last call (a burst of submit_one costs one doorbell) and completes whatever
+ * the device has finished. No interrupts, so queue_intr_enable/disable are left
+ * out (lib/ukblkdev then returns -ENOTSUP for them).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -60,7 +60,8 @@ fn probe(dtb: u64) -> Result<Queue, c_int> {
 /// `int platrs_vblk_submit(int op, uint64_t sector, uint64_t count, void *buf,
 /// void *cookie)`: `op` 0 queues a read of `count` sectors from `sector` into
 /// `buf`, 1 a write from `buf`, 2 a flush (`sector`, `count` and `buf`
-/// ignored). Returns how many more requests fit now (>= 0), or -EINVAL (bad
+/// ignored). The device is notified at the next [`platrs_vblk_poll`], once
+/// for everything queued since the last (see `BlkQueue::submit`). Returns how many more requests fit now (>= 0), or -EINVAL (bad
 /// request), -ENOSPC (queue full), -EAGAIN (bounce pool full until requests in
 /// flight complete), -ENOMEM (the pool cannot hold it), -ENOTSUP (a flush, the
 /// device writes through), -EIO, -ENODEV (no device probed).
@@ -92,7 +93,8 @@ pub unsafe extern "C" fn platrs_vblk_submit(
     }
 }
 
-/// `int platrs_vblk_poll(void **cookie, int *result)`: 1 when a request
+/// `int platrs_vblk_poll(void **cookie, int *result)`: notifies the device of
+/// the requests queued since the last poll, then: 1 when a request
 /// completed (its cookie and 0 or a negative errno stored), 0 when none is
 /// ready, -EIO when the device returned an id not in flight (the device is then
 /// given up), -ENODEV without a device.
@@ -151,14 +153,14 @@ pub unsafe extern "C" fn platrs_vblk_stats(out: *mut u64) -> c_int {
 static SCRATCH: Mutex<[u8; SELFTEST_SCRATCH]> = Mutex::new([0; SELFTEST_SCRATCH]);
 
 /// `int ukplat_virtio_blkq_selftest(uint64_t dtb, uint64_t flags, uint64_t
-/// out[5])`: the queue behind Unikraft's `uk_blkdev` (the one
+/// out[6])`: the queue behind Unikraft's `uk_blkdev` (the one
 /// [`platrs_vblk_probe`] starts, virtio-mmio or virtio-pci) exercised without a
 /// Unikraft tree: 300 writes of 4 KiB over sectors 16-335 with up to 8 in
 /// flight, a flush, each region read back and compared
 /// (`plat_kvm_arm::virtio_blkdev::blkq_selftest`). On success `out` holds the
 /// capacity in sectors, the requests completed, the flushes, the bytes bounced
-/// through the pool (0 outside a realm) and the pool pages in use afterwards
-/// (the queue stays up). Returns 0, the probe's errors, -EINVAL (disk too
+/// through the pool (0 outside a realm), the pool pages in use afterwards
+/// (the queue stays up) and the notifications the queue sent the device. Returns 0, the probe's errors, -EINVAL (disk too
 /// small), -EIO (the device failed a request, or returned one not in flight:
 /// one line, the device given up), -ETIMEDOUT, -EILSEQ (data read back differs),
 /// -EOVERFLOW (a read wrote past its buffer). `flags` bit 0: no bounce, as for
@@ -166,7 +168,7 @@ static SCRATCH: Mutex<[u8; SELFTEST_SCRATCH]> = Mutex::new([0; SELFTEST_SCRATCH]
 ///
 /// # Safety
 ///
-/// `out` must point at five writable `uint64_t`.
+/// `out` must point at six writable `uint64_t`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ukplat_virtio_blkq_selftest(dtb: u64, flags: u64, out: *mut u64) -> c_int {
     use plat_kvm_arm::virtio_blkdev::{BlkqError, blkq_selftest};
@@ -197,9 +199,10 @@ pub unsafe extern "C" fn ukplat_virtio_blkq_selftest(dtb: u64, flags: u64, out: 
                 rep.flushes,
                 copied - copied0,
                 used as u64,
+                rep.notifications,
             ];
             for (i, x) in v.iter().enumerate() {
-                // SAFETY: the caller vouches for five writable u64 at `out`.
+                // SAFETY: the caller vouches for six writable u64 at `out`.
                 unsafe { out.add(i).write(*x) };
             }
             0

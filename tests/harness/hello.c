@@ -254,9 +254,9 @@ static void virtio_blk_test(const struct ukplat_bootinfo *bi)
  * data read back; printed as "harness: virtio-blkq". */
 static void virtio_blkq_test(const struct ukplat_bootinfo *bi)
 {
-	uint64_t r[5] = { 0 }, flags = 0;
-	static const char *const what[5] = { " capacity ", " requests ", " flushes ",
-		" bounced ", " pool-pages-left " };
+	uint64_t r[6] = { 0 }, flags = 0;
+	static const char *const what[6] = { " capacity ", " requests ", " flushes ",
+		" bounced ", " pool-pages-left ", " notifications " };
 	int rc, i;
 
 	if (!has(bi, "virtio-blkq-test"))
@@ -271,7 +271,7 @@ static void virtio_blkq_test(const struct ukplat_bootinfo *bi)
 		return;
 	}
 	out("harness: virtio-blkq PASS");
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < 6; i++) {
 		out(what[i]);
 		hex(r[i]);
 	}

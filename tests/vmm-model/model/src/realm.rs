@@ -41,10 +41,11 @@ pub fn print_counters() {
     let Some(c) = crate::try_cfg() else { return };
     if c.virtio_blk_kib != 0 {
         log!(
-            "virtio-blk: {} request(s), device {}, {} flush(es)",
+            "virtio-blk: {} request(s), device {}, {} flush(es), {} notification(s)",
             crate::virtio::REQUESTS.load(Ordering::Relaxed),
             crate::virtio::status_name(),
-            crate::virtio::FLUSHES.load(Ordering::Relaxed)
+            crate::virtio::FLUSHES.load(Ordering::Relaxed),
+            crate::virtio::NOTIFIES.load(Ordering::Relaxed)
         );
     }
     if c.virtio_net.is_some() {

@@ -33,6 +33,8 @@ pub static PROTECTED_DMA: AtomicU64 = AtomicU64::new(0);
 pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// Flush requests among them.
 pub static FLUSHES: AtomicU64 = AtomicU64::new(0);
+/// Queue notifications (doorbell writes) for queue 0.
+pub static NOTIFIES: AtomicU64 = AtomicU64::new(0);
 
 /// kvmtool offers FLUSH (virtio/blk.c); a RAM disk has nothing to flush, but
 /// the driver's flush path is exercised and counted.
@@ -214,7 +216,10 @@ pub fn mmio_write(addr: u64, size: u64, val: u64) {
             && off != 0x070 => {}
         0x038 => b.queue_num = v,
         0x044 => b.ready = v & 1 != 0,
-        0x050 if v == 0 => process(&mut b),
+        0x050 if v == 0 => {
+            NOTIFIES.fetch_add(1, Ordering::Relaxed);
+            process(&mut b)
+        }
         0x064 => b.isr &= !v,
         0x070 => {
             if v == 0 {
