@@ -18,8 +18,10 @@
 
 	.equ SCTLR_M, (1 << 0)
 	.equ SCTLR_C, (1 << 2)
-	/* Unikraft's own default (__STACK_SIZE, STACK_SIZE_PAGE_ORDER 4): its init
-	 * and, without a scheduler, main run on this stack. */
+	/* The platform's boot runs here, and Unikraft's _ukplat_entry until it
+	 * switches to the __STACK_SIZE stack it allocates (STACK_SIZE_PAGE_ORDER),
+	 * where its init and main run; so does the conformance harness, virtio
+	 * self-tests included. 64 KiB, as Unikraft's default __STACK_SIZE. */
 	.equ BOOT_STACK_SIZE, (64 * 1024)
 	.equ EXC_STACK_SIZE, (8 * 1024)
 	.equ IDMAP_TABLES, 6		/* root + 5: image, DTB, UART, realm alias */
