@@ -799,6 +799,11 @@ pub unsafe fn blk_selftest(
     })
 }
 
+/// The global pool is shared by the host tests that install one (here and in
+/// `virtio_blkdev`).
+#[cfg(test)]
+pub(crate) static HAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,9 +985,6 @@ mod tests {
         unsafe { PoolHal::unshare(d, nn(&mut out), BufferDirection::Both) };
         assert_eq!(pool_stats(), (0, 8, 0));
     }
-
-    /// The global pool is shared by the tests that install one.
-    static HAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
     fn hal_full_pool_is_an_error_not_a_panic() {

@@ -630,3 +630,241 @@ fn wait<T: Transport>(q: &mut BlkQueue<T>) -> Result<(usize, i32), BlkqError> {
     }
     Err(BlkqError::Timeout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::{HAL_TESTS, PAGE, init_pool};
+    use core::cell::RefCell;
+    use std::boxed::Box;
+    use std::rc::Rc;
+    use std::vec;
+    use std::vec::Vec;
+    use virtio_drivers::transport::{DeviceType, InterruptStatus};
+    use virtio_drivers::{PhysAddr, Result};
+    use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+    /// A RAM-backed virtio-blk that serves its queue when notified (or when a
+    /// test runs it, as a device that polls), on the host: the pool is
+    /// identity-mapped, so ring and buffer addresses are host pointers.
+    #[derive(Default)]
+    struct Dev {
+        disk: Vec<u8>,
+        status: u32,
+        rings: Option<(u64, u64, u64)>,
+        last_avail: u16,
+        notifies: u64,
+        served: u64,
+        /// Sets VRING_USED_F_NO_NOTIFY: the device says it polls.
+        no_notify: bool,
+    }
+
+    const DESC_NEXT: u16 = 1;
+
+    // The device's accesses: to the rings and buffers the queue under test
+    // handed over, in memory this test owns (unaligned: request headers are
+    // byte arrays, as DMA is to a device).
+    fn rd<T: Copy>(a: u64) -> T {
+        // SAFETY: see above.
+        unsafe { core::ptr::read_unaligned(a as *const T) }
+    }
+    fn wr<T: Copy>(a: u64, v: T) {
+        // SAFETY: see above.
+        unsafe { core::ptr::write_unaligned(a as *mut T, v) }
+    }
+
+    impl Dev {
+        fn serve(&mut self) {
+            let Some((desc, avail, used)) = self.rings else {
+                return;
+            };
+            wr::<u16>(used, u16::from(self.no_notify));
+            let n = QUEUE as u16;
+            while self.last_avail != rd::<u16>(avail + 2) {
+                let head = rd::<u16>(avail + 4 + 2 * u64::from(self.last_avail % n));
+                // The chain: header, data (unless a flush), status.
+                let mut chain = Vec::new();
+                let mut i = head;
+                loop {
+                    let d = desc + 16 * u64::from(i);
+                    chain.push((rd::<u64>(d), rd::<u32>(d + 8) as usize));
+                    if rd::<u16>(d + 12) & DESC_NEXT == 0 {
+                        break;
+                    }
+                    i = rd::<u16>(d + 14);
+                }
+                let (hdr, _) = chain[0];
+                let (status, _) = *chain.last().unwrap();
+                let (typ, sector) = (rd::<u32>(hdr), rd::<u64>(hdr + 8));
+                let mut written = 1;
+                if chain.len() == 3 {
+                    let (buf, len) = chain[1];
+                    let at = sector as usize * SECTOR_SIZE;
+                    // SAFETY: the request's data buffer, `len` bytes.
+                    let data = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+                    match typ {
+                        T_IN => {
+                            data.copy_from_slice(&self.disk[at..at + len]);
+                            written += len as u32;
+                        }
+                        T_OUT => self.disk[at..at + len].copy_from_slice(data),
+                        _ => panic!("type {typ} with data"),
+                    }
+                }
+                wr::<u8>(status, 0);
+                let u = rd::<u16>(used + 2);
+                let e = used + 4 + 8 * u64::from(u % n);
+                wr::<u32>(e, u32::from(head));
+                wr::<u32>(e + 4, written);
+                wr::<u16>(used + 2, u.wrapping_add(1));
+                self.last_avail = self.last_avail.wrapping_add(1);
+                self.served += 1;
+            }
+        }
+    }
+
+    struct Fake(Rc<RefCell<Dev>>);
+
+    impl Transport for Fake {
+        fn device_type(&self) -> DeviceType {
+            DeviceType::Block
+        }
+        fn read_device_features(&mut self) -> u64 {
+            virtio::F_VERSION_1 | F_FLUSH
+        }
+        fn write_driver_features(&mut self, _: u64) {}
+        fn max_queue_size(&mut self, _: u16) -> u32 {
+            QUEUE as u32
+        }
+        fn notify(&mut self, _: u16) {
+            let mut d = self.0.borrow_mut();
+            d.notifies += 1;
+            d.serve();
+        }
+        fn get_status(&self) -> DeviceStatus {
+            DeviceStatus::from_bits_truncate(self.0.borrow().status)
+        }
+        fn set_status(&mut self, s: DeviceStatus) {
+            self.0.borrow_mut().status = s.bits();
+        }
+        fn set_guest_page_size(&mut self, _: u32) {}
+        fn requires_legacy_layout(&self) -> bool {
+            false
+        }
+        fn queue_set(&mut self, _: u16, _: u32, desc: PhysAddr, avail: PhysAddr, used: PhysAddr) {
+            self.0.borrow_mut().rings = Some((desc, avail, used));
+        }
+        fn queue_unset(&mut self, _: u16) {
+            self.0.borrow_mut().rings = None;
+        }
+        fn queue_used(&mut self, _: u16) -> bool {
+            self.0.borrow().rings.is_some()
+        }
+        fn ack_interrupt(&mut self) -> InterruptStatus {
+            InterruptStatus::empty()
+        }
+        fn read_config_generation(&self) -> u32 {
+            0
+        }
+        fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T> {
+            let sectors = (self.0.borrow().disk.len() / SECTOR_SIZE) as u64;
+            let cfg = sectors.to_le_bytes();
+            T::read_from_bytes(&cfg[offset..offset + core::mem::size_of::<T>()])
+                .map_err(|_| virtio_drivers::Error::ConfigSpaceMissing)
+        }
+        fn write_config_space<T: IntoBytes + Immutable>(&mut self, _: usize, _: T) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[repr(C, align(4096))]
+    struct Region([u8; 8 * PAGE]);
+
+    /// A started queue over a 64-sector disk, without bouncing.
+    fn start(region: &Region) -> (BlkQueue<Fake>, Rc<RefCell<Dev>>) {
+        init_pool(region.0.as_ptr() as u64, (8 * PAGE) as u64, false).unwrap();
+        let dev = Rc::new(RefCell::new(Dev {
+            disk: vec![0; 64 * SECTOR_SIZE],
+            ..Dev::default()
+        }));
+        let q = BlkQueue::new(Fake(dev.clone())).unwrap();
+        (q, dev)
+    }
+
+    /// Polls until a completion or `n` empty polls.
+    fn next(q: &mut BlkQueue<Fake>, n: usize) -> Option<(usize, i32)> {
+        (0..n).find_map(|_| q.poll().unwrap())
+    }
+
+    #[test]
+    fn a_burst_costs_one_doorbell_at_the_next_poll() {
+        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let region = Box::new(Region([0; 8 * PAGE]));
+        let (mut q, dev) = start(&region);
+        let mut bufs = vec![[0u8; 1024]; 4];
+        for (k, b) in bufs.iter_mut().enumerate() {
+            b.fill(k as u8 + 1);
+            // SAFETY: `b` lives, untouched, until its completion below.
+            let more = unsafe { q.submit(true, 2 * k as u64, 2, b.as_mut_ptr(), k) }.unwrap();
+            assert_eq!(more, SLOTS - k - 1);
+        }
+        assert_eq!(dev.borrow().notifies, 0, "submit only queues");
+        assert_eq!(dev.borrow().served, 0);
+        let mut done: Vec<usize> = (0..4).map(|_| next(&mut q, 1).unwrap().0).collect();
+        done.sort();
+        assert_eq!(done, [0, 1, 2, 3]);
+        assert_eq!(dev.borrow().notifies, 1, "one doorbell for the burst");
+        assert_eq!(q.notifications(), 1);
+        assert_eq!(next(&mut q, 3), None);
+        assert_eq!(dev.borrow().notifies, 1, "nothing queued, no doorbell");
+        let disk = dev.borrow().disk.clone();
+        for k in 0..4 {
+            assert!(disk[k * 1024..][..1024].iter().all(|&x| x == k as u8 + 1));
+        }
+
+        // Read one back: one more doorbell, the data in the buffer.
+        let mut back = [0u8; 1024];
+        // SAFETY: as above.
+        unsafe { q.submit(false, 4, 2, back.as_mut_ptr(), 9) }.unwrap();
+        assert_eq!(next(&mut q, 1), Some((9, 0)));
+        assert!(back.iter().all(|&x| x == 3));
+        assert_eq!(q.notifications(), 2);
+    }
+
+    #[test]
+    fn no_doorbell_when_the_device_says_it_polls() {
+        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let region = Box::new(Region([0; 8 * PAGE]));
+        let (mut q, dev) = start(&region);
+        dev.borrow_mut().no_notify = true;
+        dev.borrow_mut().serve(); // publishes NO_NOTIFY
+        let mut b = [7u8; 512];
+        // SAFETY: `b` lives until its completion.
+        unsafe { q.submit(true, 0, 1, b.as_mut_ptr(), 1) }.unwrap();
+        assert_eq!(next(&mut q, 2), None, "not served yet");
+        assert_eq!(dev.borrow().notifies, 0, "NO_NOTIFY honoured");
+        dev.borrow_mut().serve(); // the device's own poll
+        assert_eq!(next(&mut q, 1), Some((1, 0)));
+        assert_eq!(q.notifications(), 0);
+        assert!(dev.borrow().disk[..512].iter().all(|&x| x == 7));
+    }
+
+    #[test]
+    fn a_used_id_not_in_flight_gives_the_device_up() {
+        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let region = Box::new(Region([0; 8 * PAGE]));
+        let (mut q, dev) = start(&region);
+        let mut b = [0u8; 512];
+        // SAFETY: `b` lives until the queue is given up.
+        unsafe { q.submit(false, 0, 1, b.as_mut_ptr(), 1) }.unwrap();
+        assert_eq!(next(&mut q, 1), Some((1, 0)));
+        // The device repeats a used entry for a token no longer in flight.
+        let (_, _, used) = dev.borrow().rings.unwrap();
+        let u = rd::<u16>(used + 2);
+        wr::<u16>(used + 2, u.wrapping_add(1));
+        assert_eq!(q.poll(), Err(BlkError::Io));
+        // SAFETY: as above.
+        let r = unsafe { q.submit(false, 0, 1, b.as_mut_ptr(), 2) };
+        assert_eq!(r, Err(BlkError::Io), "given up: everything refused");
+    }
+}
