@@ -244,10 +244,10 @@ impl<T: Transport> BlkQueue<T> {
     ///
     /// The device is notified at the next [`Self::poll`], once for all the
     /// requests queued since the last one (as blk-mq's `commit_rqs`): a burst of
-    /// submissions costs one doorbell, a VM exit (a REC exit in a realm), and
-    /// the doorbell does not land while the host is still completing the
-    /// previous burst. The queue is polled, so the caller polls for completions
-    /// anyway.
+    /// submissions costs one doorbell, a VM exit (a REC exit in a realm). On
+    /// QEMU, ringing it with the first request of each burst instead made a
+    /// polled app's block I/O about 20% slower (`docs/realm-io.md`, seventh
+    /// slice). The queue is polled, so the caller polls for completions anyway.
     ///
     /// # Safety
     ///
@@ -467,7 +467,8 @@ pub struct BlkqReport {
     pub requests: u64,
     /// Flushes completed (0 when the device did not offer FLUSH).
     pub flushes: u64,
-    /// Notifications the queue sent the device (all of it, since it started).
+    /// Notifications the queue has sent the device since it started (not only
+    /// this test's).
     pub notifications: u64,
 }
 
