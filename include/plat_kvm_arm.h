@@ -46,10 +46,11 @@ int platrs_vblk_probe(uint64_t dtb, uint64_t *info);
  * void *cookie)`: `op` 0 queues a read of `count` sectors from `sector` into
  * `buf`, 1 a write from `buf`, 2 a flush (`sector`, `count` and `buf`
  * ignored). The device is notified at the next [`platrs_vblk_poll`], once
- * for everything queued since the last (see `BlkQueue::submit`). Returns how many more requests fit now (>= 0), or -EINVAL (bad
- * request), -ENOSPC (queue full), -EAGAIN (bounce pool full until requests in
- * flight complete), -ENOMEM (the pool cannot hold it), -ENOTSUP (a flush, the
- * device writes through), -EIO, -ENODEV (no device probed).
+ * for everything queued since the last (see `BlkQueue::submit`). Returns how
+ * many more requests fit now (>= 0), or -EINVAL (bad request), -ENOSPC (queue
+ * full), -EAGAIN (bounce pool full until requests in flight complete), -ENOMEM
+ * (the pool cannot hold it), -ENOTSUP (a flush, the device writes through),
+ * -EIO, -ENODEV (no device probed).
  *
  * # Safety
  *
@@ -57,11 +58,7 @@ int platrs_vblk_probe(uint64_t dtb, uint64_t *info);
  * [`platrs_vblk_poll`] returns `cookie`; outside a realm it must be
  * identity-mapped (Unikraft without paging).
  */
-int platrs_vblk_submit(int op,
-                       uint64_t sector,
-                       uint64_t count,
-                       void *buf,
-                       void *cookie);
+int platrs_vblk_submit(int op, uint64_t sector, uint64_t count, void *buf, void *cookie);
 
 /**
  * `int platrs_vblk_poll(void **cookie, int *result)`: notifies the device of
@@ -97,8 +94,8 @@ int platrs_vblk_stats(uint64_t *out);
  * (`plat_kvm_arm::virtio_blkdev::blkq_selftest`). On success `out` holds the
  * capacity in sectors, the requests completed, the flushes, the bytes bounced
  * through the pool (0 outside a realm), the pool pages in use afterwards
- * (the queue stays up) and the notifications the queue sent the device. Returns 0, the probe's errors, -EINVAL (disk too
- * small), -EIO (the device failed a request, or returned one not in flight:
+ * (the queue stays up) and the notifications the queue has sent the device.
+ * Returns 0, the probe's errors, -EINVAL (disk too small), -EIO (the device failed a request, or returned one not in flight:
  * one line, the device given up), -ETIMEDOUT, -EILSEQ (data read back differs),
  * -EOVERFLOW (a read wrote past its buffer). `flags` bit 0: no bounce, as for
  * the block test. Harness test hook, not Unikraft API.

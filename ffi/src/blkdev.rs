@@ -61,10 +61,11 @@ fn probe(dtb: u64) -> Result<Queue, c_int> {
 /// void *cookie)`: `op` 0 queues a read of `count` sectors from `sector` into
 /// `buf`, 1 a write from `buf`, 2 a flush (`sector`, `count` and `buf`
 /// ignored). The device is notified at the next [`platrs_vblk_poll`], once
-/// for everything queued since the last (see `BlkQueue::submit`). Returns how many more requests fit now (>= 0), or -EINVAL (bad
-/// request), -ENOSPC (queue full), -EAGAIN (bounce pool full until requests in
-/// flight complete), -ENOMEM (the pool cannot hold it), -ENOTSUP (a flush, the
-/// device writes through), -EIO, -ENODEV (no device probed).
+/// for everything queued since the last (see `BlkQueue::submit`). Returns how
+/// many more requests fit now (>= 0), or -EINVAL (bad request), -ENOSPC (queue
+/// full), -EAGAIN (bounce pool full until requests in flight complete), -ENOMEM
+/// (the pool cannot hold it), -ENOTSUP (a flush, the device writes through),
+/// -EIO, -ENODEV (no device probed).
 ///
 /// # Safety
 ///
@@ -160,8 +161,8 @@ static SCRATCH: Mutex<[u8; SELFTEST_SCRATCH]> = Mutex::new([0; SELFTEST_SCRATCH]
 /// (`plat_kvm_arm::virtio_blkdev::blkq_selftest`). On success `out` holds the
 /// capacity in sectors, the requests completed, the flushes, the bytes bounced
 /// through the pool (0 outside a realm), the pool pages in use afterwards
-/// (the queue stays up) and the notifications the queue sent the device. Returns 0, the probe's errors, -EINVAL (disk too
-/// small), -EIO (the device failed a request, or returned one not in flight:
+/// (the queue stays up) and the notifications the queue has sent the device.
+/// Returns 0, the probe's errors, -EINVAL (disk too small), -EIO (the device failed a request, or returned one not in flight:
 /// one line, the device given up), -ETIMEDOUT, -EILSEQ (data read back differs),
 /// -EOVERFLOW (a read wrote past its buffer). `flags` bit 0: no bounce, as for
 /// the block test. Harness test hook, not Unikraft API.
@@ -199,7 +200,7 @@ pub unsafe extern "C" fn ukplat_virtio_blkq_selftest(dtb: u64, flags: u64, out: 
                 rep.flushes,
                 copied - copied0,
                 used as u64,
-                rep.notifications,
+                q.notifications(),
             ];
             for (i, x) in v.iter().enumerate() {
                 // SAFETY: the caller vouches for six writable u64 at `out`.

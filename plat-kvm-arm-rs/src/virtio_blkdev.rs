@@ -122,7 +122,7 @@ pub struct BlkQueue<T: Transport> {
     max_sectors: u64,
     broken: bool,
     /// Requests were queued since the device was last notified.
-    kick: bool,
+    unnotified: bool,
     notifications: u64,
 }
 
@@ -193,7 +193,7 @@ impl<T: Transport> BlkQueue<T> {
             flush: features & F_FLUSH != 0,
             max_sectors,
             broken: false,
-            kick: false,
+            unnotified: false,
             notifications: 0,
         })
     }
@@ -232,7 +232,7 @@ impl<T: Transport> BlkQueue<T> {
     /// unless it asked not to be (`VRING_USED_F_NO_NOTIFY`: it is still working
     /// through the ring and will see them).
     fn kick(&mut self) {
-        if core::mem::take(&mut self.kick) && self.queue.should_notify() {
+        if core::mem::take(&mut self.unnotified) && self.queue.should_notify() {
             self.transport.notify(0);
             self.notifications += 1;
         }
@@ -364,7 +364,7 @@ impl<T: Transport> BlkQueue<T> {
             Err(virtio_drivers::Error::QueueFull) => return Err(BlkError::QueueFull),
             Err(_) => return Err(BlkError::Io),
         };
-        self.kick = true;
+        self.unnotified = true;
         let Some(entry) = self.slot_of.get_mut(usize::from(token)) else {
             self.broken = true;
             return Err(BlkError::Io);
@@ -467,9 +467,6 @@ pub struct BlkqReport {
     pub requests: u64,
     /// Flushes completed (0 when the device did not offer FLUSH).
     pub flushes: u64,
-    /// Notifications the queue has sent the device since it started (not only
-    /// this test's).
-    pub notifications: u64,
 }
 
 /// Why [`blkq_selftest`] failed.
@@ -539,7 +536,6 @@ pub fn blkq_selftest<T: Transport>(
     let mut report = BlkqReport {
         requests: 0,
         flushes: 0,
-        notifications: 0,
     };
     // Writes, then reads: request `k` uses a free slot's buffer; `fill` readies
     // it before submission, `check` inspects it after completion.
@@ -588,15 +584,7 @@ pub fn blkq_selftest<T: Transport>(
                 report.requests += 1;
                 if !write {
                     let buf = &scratch[s * (SELFTEST_REQ + GUARD)..][..SELFTEST_REQ + GUARD];
-                    let sector = sector_of(k);
-                    if let Some(i) = buf[..SELFTEST_REQ].iter().enumerate().position(|(i, &x)| {
-                        x != pattern(sector + (i / SECTOR_SIZE) as u64, i % SECTOR_SIZE)
-                    }) {
-                        return Err(BlkqError::Mismatch(sector + (i / SECTOR_SIZE) as u64));
-                    }
-                    if buf[SELFTEST_REQ..].iter().any(|&x| x != GUARD_BYTE) {
-                        return Err(BlkqError::Overrun(sector));
-                    }
+                    check_read(buf, sector_of(k))?;
                 }
                 next_done = q.poll().map_err(|_| BlkqError::BadUsed)?;
             }
@@ -616,8 +604,24 @@ pub fn blkq_selftest<T: Transport>(
             }
         }
     }
-    report.notifications = q.notifications();
     Ok(report)
+}
+
+/// A read-back buffer (request and guard bytes) against the pattern written
+/// from `sector`.
+fn check_read(buf: &[u8], sector: u64) -> Result<(), BlkqError> {
+    let (data, guard) = buf.split_at(SELFTEST_REQ);
+    if let Some(i) = data
+        .iter()
+        .enumerate()
+        .position(|(i, &x)| x != pattern(sector + (i / SECTOR_SIZE) as u64, i % SECTOR_SIZE))
+    {
+        return Err(BlkqError::Mismatch(sector + (i / SECTOR_SIZE) as u64));
+    }
+    if guard.iter().any(|&x| x != GUARD_BYTE) {
+        return Err(BlkqError::Overrun(sector));
+    }
+    Ok(())
 }
 
 /// The next completion: (cookie, result).
@@ -781,15 +785,25 @@ mod tests {
     #[repr(C, align(4096))]
     struct Region([u8; 8 * PAGE]);
 
-    /// A started queue over a 64-sector disk, without bouncing.
-    fn start(region: &Region) -> (BlkQueue<Fake>, Rc<RefCell<Dev>>) {
+    type Started = (
+        std::sync::MutexGuard<'static, ()>,
+        Box<Region>,
+        BlkQueue<Fake>,
+        Rc<RefCell<Dev>>,
+    );
+
+    /// A started queue over a 64-sector disk, without bouncing, holding the
+    /// global pool (bind in this order: the queue drops before its pool).
+    fn start() -> Started {
+        let g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let region = Box::new(Region([0; 8 * PAGE]));
         init_pool(region.0.as_ptr() as u64, (8 * PAGE) as u64, false).unwrap();
         let dev = Rc::new(RefCell::new(Dev {
             disk: vec![0; 64 * SECTOR_SIZE],
             ..Dev::default()
         }));
         let q = BlkQueue::new(Fake(dev.clone())).unwrap();
-        (q, dev)
+        (g, region, q, dev)
     }
 
     /// Polls until a completion or `n` empty polls.
@@ -799,9 +813,7 @@ mod tests {
 
     #[test]
     fn a_burst_costs_one_doorbell_at_the_next_poll() {
-        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-        let region = Box::new(Region([0; 8 * PAGE]));
-        let (mut q, dev) = start(&region);
+        let (_g, _region, mut q, dev) = start();
         let mut bufs = vec![[0u8; 1024]; 4];
         for (k, b) in bufs.iter_mut().enumerate() {
             b.fill(k as u8 + 1);
@@ -834,9 +846,7 @@ mod tests {
 
     #[test]
     fn no_doorbell_when_the_device_says_it_polls() {
-        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-        let region = Box::new(Region([0; 8 * PAGE]));
-        let (mut q, dev) = start(&region);
+        let (_g, _region, mut q, dev) = start();
         dev.borrow_mut().no_notify = true;
         dev.borrow_mut().serve(); // publishes NO_NOTIFY
         let mut b = [7u8; 512];
@@ -852,9 +862,7 @@ mod tests {
 
     #[test]
     fn a_used_id_not_in_flight_gives_the_device_up() {
-        let _g = HAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-        let region = Box::new(Region([0; 8 * PAGE]));
-        let (mut q, dev) = start(&region);
+        let (_g, _region, mut q, dev) = start();
         let mut b = [0u8; 512];
         // SAFETY: `b` lives until the queue is given up.
         unsafe { q.submit(false, 0, 1, b.as_mut_ptr(), 1) }.unwrap();
